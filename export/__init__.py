@@ -1,0 +1,143 @@
+"""Export trained vmatte weights: one `export()` entry point over a format table (ultralytics style).
+
+    from vmatte.export import export
+    export("rt", format="onnx")                                  # ./rt_onnx/{segmenter,generator,refiner}.onnx
+    export("rt", format="tensorrt", sizes=[(720, 1280), (1080, 1920)])   # engines in the engine cache
+
+Formats: see export_formats(). Sizes are (H, W) frames; TensorRT profiles span them."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from vmatte.errors import VmatteError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["export", "export_formats", "ExportFormat", "FORMATS"]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    suffix: str
+    gpu: bool  # needs an NVIDIA GPU to export
+    half: bool  # FP16 weights/graph
+    requirements: tuple[str, ...]
+    description: str
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("onnx", ".onnx", False, False, ("torch", "onnx"), "FP32 ONNX (opset 17, dynamic shapes) for onnxruntime"),
+        ExportFormat("onnx-fp16", ".onnx", False, True, ("torch", "onnx"), "FP16 ONNX for strongly typed TensorRT builds"),
+        ExportFormat("tensorrt", ".engine", True, True, ("torch", "onnx", "tensorrt"), "TensorRT FP16 engines in the engine cache"),
+        ExportFormat("torch-tensorrt", ".ep", True, True, ("torch", "torch_tensorrt"), "Torch-TensorRT ExportedPrograms (dynamo IR, FP16)"),
+    )
+}
+
+
+def export_formats() -> list[dict[str, object]]:
+    """The format table: one row per format (format, suffix, gpu, half, requirements, description)."""
+    return [{"format": f.name, "suffix": f.suffix, "gpu": f.gpu, "half": f.half, "requirements": list(f.requirements), "description": f.description} for f in FORMATS.values()]
+
+
+def _resolve_weights(model: str, weights: str | Path | None) -> Path:
+    from vmatte.weights import read_header, shipped_weights
+
+    path = Path(weights) if weights is not None else shipped_weights(model)
+    if weights is None and not path.is_file():
+        raise VmatteError(f"model {model!r} has no shipped weights; pass --weights PATH to a trained .safetensors file")
+    meta = read_header(path)  # raises VmatteError for missing/damaged files
+    if meta.get("model") != model:
+        raise VmatteError(f"weights file {path} is for model {meta.get('model')!r}, not {model!r}; pass --model {meta.get('model')}")
+    return path
+
+
+def _load_model(model: str, weights: Path):
+    from vmatte.registry import create_model
+    from vmatte.weights import load_weights
+
+    m = create_model(model)
+    load_weights(m, weights)
+    return m.eval()
+
+
+def export(
+    model: str = "rt",
+    weights: str | Path | None = None,
+    format: str = "onnx",
+    sizes: Sequence[tuple[int, int]] | str | None = None,
+    batch: int = 1,
+    out_dir: str | Path | None = None,
+    workspace_gb: float | None = None,
+    force: bool = False,
+    long_side: int | None = None,
+) -> dict[str, Path]:
+    """Export `model` (shipped weights unless `weights`) to `format`; returns {component: path}.
+
+    onnx/onnx-fp16 write to out_dir (default ./<weights stem>_onnx[_fp16]); tensorrt writes cached
+    engines (default: the engine cache the TensorRT backend reads, so a later run starts at once);
+    torch-tensorrt writes <component>.ep files (default ./<weights stem>_torch_tensorrt)."""
+    from vmatte.registry import list_models
+
+    fmt = FORMATS.get(format)
+    if fmt is None:
+        raise VmatteError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
+    if model not in list_models():
+        raise VmatteError(f"unknown model {model!r}; valid models: {', '.join(list_models())}")
+    if batch < 1:
+        raise VmatteError(f"batch {batch} must be at least 1")
+    wpath = _resolve_weights(model, weights)
+    stem = wpath.stem if weights is not None else model
+    from vmatte.weights import file_sha256
+
+    sha = file_sha256(wpath)
+
+    if fmt.name in ("onnx", "onnx-fp16"):
+        from .onnx import export_onnx
+
+        out = Path(out_dir) if out_dir is not None else Path.cwd() / (f"{stem}_onnx" + ("_fp16" if fmt.half else ""))
+        if not force and all((out / f"{c}.onnx").is_file() for c in ("segmenter", "generator", "refiner")) and _onnx_matches(out, sha, fmt.half):
+            log.info("ONNX files in %s are up to date (pass force=True to re-export)", out)
+            return {c: out / f"{c}.onnx" for c in ("segmenter", "generator", "refiner")}
+        return export_onnx(_load_model(model, wpath), out, half=fmt.half, metadata={"weights_sha256": sha})
+
+    from .tensorrt import DEFAULT_SIZES, DEFAULT_WORKSPACE_GB, parse_sizes
+
+    size_list = parse_sizes(sizes) if sizes is not None else list(DEFAULT_SIZES)
+    ws = workspace_gb or DEFAULT_WORKSPACE_GB
+    if fmt.name == "tensorrt":
+        from .tensorrt import ensure_engines
+
+        built = ensure_engines(model, wpath, sizes=size_list, batch=batch, precision="fp16", long_side=long_side, workspace_gb=ws, out_dir=out_dir, force=force)
+        return {c: p for c, (p, _) in built.items()}
+
+    # torch-tensorrt
+    import json
+
+    from vmatte.weights import read_header
+
+    from .tensorrt import profile_for
+    from .torch_tensorrt import export_torch_tensorrt, require_torch_tensorrt
+
+    require_torch_tensorrt()
+    ls = int(long_side or json.loads(read_header(wpath)["config"])["gen_long_side"])
+    profiles = {c: profile_for(c, size_list, ls, batch) for c in ("segmenter", "generator", "refiner")}
+    out = Path(out_dir) if out_dir is not None else Path.cwd() / f"{stem}_torch_tensorrt"
+    return export_torch_tensorrt(_load_model(model, wpath), out, profiles, half=True, workspace_gb=ws)
+
+
+def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
+    """Whether the ONNX files in `out` were exported from weights `sha` at this precision."""
+    from .onnx import read_metadata
+
+    try:
+        metas = [read_metadata(out / f"{c}.onnx") for c in ("segmenter", "generator", "refiner")]
+    except Exception:  # unreadable file: re-export
+        return False
+    want = "fp16" if half else "fp32"
+    return all(m.get("weights_sha256") == sha and m.get("vmatte_precision") == want for m in metas)

@@ -1,0 +1,51 @@
+"""Matter: the Python API over every CPU backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vmatte import Matter
+from vmatte.errors import VmatteError
+from vmatte.ops.sizes import lowres_size, padded_size
+
+
+def test_sizes():
+    assert lowres_size(720, 1280, 256) == (144, 256)
+    assert lowres_size(100, 50, 256) == (96, 48)  # never upscales; rounds to 16
+    assert padded_size(720, 1280) == (768, 1280)
+    assert padded_size(1, 65) == (64, 128)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_matte_any_size(backend, random_weights, blob_frame, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMATTE_CACHE", str(tmp_path))
+    m = Matter("rt", backend=backend, weights=random_weights)
+    for frame in (blob_frame, blob_frame[:77, :131], np.ascontiguousarray(blob_frame.transpose(1, 0, 2))):
+        a = m.matte(frame)
+        assert a.shape == frame.shape[:2] and a.dtype == np.float32
+        assert 0 <= a.min() and a.max() <= 1
+    assert m.segment(blob_frame).shape == blob_frame.shape[:2]
+
+
+def test_backends_agree(random_weights, blob_frame, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMATTE_CACHE", str(tmp_path))
+    a = Matter("rt", backend="onnxruntime", weights=random_weights).matte(blob_frame)
+    b = Matter("rt", backend="torch", weights=random_weights).matte(blob_frame)
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_bad_inputs(random_weights):
+    m = Matter("rt", backend="torch", weights=random_weights)
+    with pytest.raises(ValueError, match="uint8"):
+        m.matte(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(TypeError):
+        m.matte([[1, 2, 3]])
+    with pytest.raises(ValueError, match="too small"):
+        m.matte(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_unknown_model_and_backend(random_weights):
+    with pytest.raises(VmatteError, match="valid models"):
+        Matter("nope")
+    with pytest.raises(VmatteError, match="valid backends"):
+        Matter("rt", backend="nope", weights=random_weights)

@@ -1,0 +1,81 @@
+"""Model components: shapes, registry, refiner patch logic."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vmatte.models.refiner import PATCH, Refiner, RefinerConfig, patch_scores, select_cells
+from vmatte.registry import create_model, list_models
+
+
+def test_registry_lists_variants_and_rejects_unknown():
+    assert {"rt", "paper"} <= set(list_models())
+    with pytest.raises(ValueError, match="valid models: .*paper.*rt"):
+        create_model("nope")
+
+
+@pytest.mark.parametrize("name", ["rt", "paper"])
+def test_forward_shapes(name):
+    m = create_model(name).eval()
+    x, lo = torch.rand(2, 3, 128, 192), torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        out = m.forward_all(x, lo)
+    assert out["mask"].shape == (2, 1, 64, 96)
+    assert out["coarse"].shape == (2, 1, 64, 96)
+    assert out["alpha"].shape == (2, 1, 128, 192)
+    for v in out.values():
+        assert float(v.min()) >= 0 and float(v.max()) <= 1
+
+
+def test_generator_uses_both_encoders():
+    """The segmentation encoder sees mask ⊕ image·mask: changing the mask changes the output."""
+    m = create_model("rt").eval()
+    img = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a = m.generator(img, torch.zeros(1, 1, 64, 64))
+        b = m.generator(img, torch.ones(1, 1, 64, 64))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_select_cells_prefers_uncertain_and_pads_small_grids():
+    scores = torch.tensor([[0.0, 0.9, 0.1, 0.5]])
+    assert select_cells(scores, 2).tolist() == [[1, 3]]
+    idx = select_cells(scores, 6)  # more picks than cells: surplus repeats a valid cell
+    assert idx.shape == (1, 6) and int(idx.max()) <= 3 and set(idx[0, :4].tolist()) == {0, 1, 2, 3}
+
+
+def test_patch_scores_mark_border_cells():
+    a = torch.zeros(1, 1, 128, 128)
+    a[..., :, :64] = 1.0
+    a[..., 64:, 64:] = 0.5  # fractional cell
+    s = patch_scores(a)
+    assert s.shape == (1, 4)
+    assert s[0, 3] == pytest.approx(1.0) and s[0, :3].abs().max() == 0
+
+
+def test_refiner_only_changes_selected_cells():
+    torch.manual_seed(0)
+    r = Refiner(RefinerConfig(patches=1, context=4, widths=(4, 8))).eval()
+    img = torch.rand(1, 3, 128, 192)
+    coarse = torch.zeros(1, 1, 32, 48)
+    coarse[..., 16:, 24:] = 0.5  # uncertain only in the bottom-right cell region
+    coarse[..., :16, :24] = 1.0
+    with torch.no_grad():
+        out = r(img, coarse)
+        up = torch.nn.functional.interpolate(coarse, size=(128, 192), mode="bilinear", align_corners=False)
+    changed = (out - up).abs() > 0
+    # Everything outside the chosen 64x64 cell is the plain upsampled alpha.
+    cell = select_cells(patch_scores(up), 1)[0, 0].item()
+    gy, gx = divmod(cell, 192 // PATCH)
+    mask = torch.zeros_like(changed)
+    mask[..., gy * PATCH : (gy + 1) * PATCH, gx * PATCH : (gx + 1) * PATCH] = True
+    assert not changed[~mask].any()
+    assert changed[mask].any()
+
+
+def test_refiner_zero_budget_is_upsampling():
+    r = Refiner(RefinerConfig(patches=0)).eval()
+    c = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        out = r(torch.rand(1, 3, 64, 64), c)
+    assert out.shape == (1, 1, 64, 64)

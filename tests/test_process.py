@@ -1,0 +1,198 @@
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from vmatte.errors import VmatteError
+from vmatte.process import process
+from vmatte.runner import Pipeline, Stage
+
+from _media import EllipseMatter, frame_pattern, make_audio_only, make_video, read_video
+
+
+@pytest.fixture
+def video(tmp_path):
+    return make_video(tmp_path / "in.mp4", audio=True)
+
+
+def test_video_green_keeps_frames_order_audio(tmp_path, video):
+    m = EllipseMatter()
+    calls = []
+    res = process(video, tmp_path / "out.mp4", matter=m, background="green",
+                  progress=lambda d, t: calls.append((d, t)))
+    assert res.frames == 10 and calls[-1] == (10, 10)
+    frames, vcodec, acodec = read_video(tmp_path / "out.mp4")
+    assert len(frames) == 10 and acodec == "aac"
+    assert m.seen == sorted(m.seen)  # frames reached the matter in order
+    for i, (img, _, _) in enumerate(frames):  # corners are background -> green
+        assert img[1, -2, 1] > 200 and img[1, -2, 0] < 60
+        assert abs(int(img[20, 20, 0]) - int(frame_pattern(i, 48, 64)[20, 20, 0])) < 12  # inside ellipse: order kept
+
+
+@pytest.mark.parametrize("ext,kind,bg", [(".mov", "rgba", "blur"), (".webm", "composite", "transparent"),
+                                         (".mp4", "alpha", "blur"), ("", "foreground", "blur"),
+                                         (".mp4", "composite", "blur:4")])
+def test_output_kinds(tmp_path, video, ext, kind, bg):
+    out = tmp_path / f"out{ext}"
+    res = process(video, out, matter=EllipseMatter(), background=bg, output_kind=kind)
+    assert res.frames == 10 and out.exists()
+    if ext == "":
+        assert len(list(out.iterdir())) == 10
+
+
+def test_image_and_folder(tmp_path):
+    img = frame_pattern(3, 30, 41)
+    cv2.imwrite(str(tmp_path / "a.jpg"), img[..., ::-1])
+    res = process(tmp_path / "a.jpg", tmp_path / "a_out.png", matter=EllipseMatter(), background="transparent")
+    out = cv2.imread(str(tmp_path / "a_out.png"), cv2.IMREAD_UNCHANGED)
+    assert res.frames == 1 and out.shape == (30, 41, 4) and out[0, 0, 3] == 0 and out[15, 20, 3] == 255
+    folder = tmp_path / "imgs"; folder.mkdir()
+    for i in (1, 2, 10):
+        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    res = process(folder, tmp_path / "outs", matter=EllipseMatter(), background="0,0,255")
+    assert res.frames == 3 and sorted(p.name for p in (tmp_path / "outs").iterdir()) == ["im1.png", "im10.png", "im2.png"]
+
+
+def test_background_image_and_video(tmp_path, video):
+    bgimg = tmp_path / "bg.png"
+    cv2.imwrite(str(bgimg), np.full((10, 20, 3), (0, 0, 255), np.uint8))  # red in BGR
+    process(video, tmp_path / "o1.mp4", matter=EllipseMatter(), background=str(bgimg))
+    frames, _, _ = read_video(tmp_path / "o1.mp4")
+    assert frames[0][0][1, -2, 0] > 200
+    bgvid = make_video(tmp_path / "bgv.mp4", n=3)  # shorter than the input: it loops
+    assert process(video, tmp_path / "o2.mp4", matter=EllipseMatter(), background=str(bgvid)).frames == 10
+
+
+def test_vfr_pts_kept(tmp_path):
+    pts = [0, 100, 150, 400, 420, 700]
+    src = make_video(tmp_path / "vfr.mp4", n=6, pts=pts)
+    process(src, tmp_path / "o.mp4", matter=EllipseMatter())
+    frames, _, _ = read_video(tmp_path / "o.mp4")
+    orig, _, _ = read_video(src)
+    assert [f[1] for f in frames] == [f[1] for f in orig]
+
+
+def test_rotated_and_odd_sizes(tmp_path):
+    src = make_video(tmp_path / "rot.mp4", rotation=90)
+    process(src, tmp_path / "o.mp4", matter=EllipseMatter())
+    frames, _, _ = read_video(tmp_path / "o.mp4")
+    assert frames[0][0].shape == (64, 48, 3) and frames[0][2] == 0  # upright, no rotation flag left
+    cv2.imwrite(str(tmp_path / "odd.png"), np.zeros((33, 47, 3), np.uint8))
+    process(tmp_path / "odd.png", tmp_path / "odd_out.png", matter=EllipseMatter())
+    assert cv2.imread(str(tmp_path / "odd_out.png")).shape == (33, 47, 3)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_media", "audio_only", "same_as_input", "exists", "bad_bg",
+                                  "tiny", "jpg_alpha", "mp4_rgba", "bad_kind", "bad_ext", "video_to_image"])
+def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
+    m, out, kw, inp = EllipseMatter(), tmp_path / "out.mp4", {}, video
+    if case == "missing":
+        inp = tmp_path / "nope.mp4"
+    elif case == "not_media":
+        inp = tmp_path / "notes.mp4"; inp.write_text("hello, not a video")
+    elif case == "audio_only":
+        inp = make_audio_only(tmp_path / "sound.m4a")
+    elif case == "same_as_input":
+        out = video
+    elif case == "exists":
+        out.write_bytes(b"old")
+    elif case == "bad_bg":
+        kw["background"] = str(tmp_path / "nothere.jpg")
+    elif case == "tiny":
+        inp = tmp_path / "tiny.png"; cv2.imwrite(str(inp), np.zeros((4, 4, 3), np.uint8)); out = tmp_path / "t.png"
+    elif case == "jpg_alpha":
+        inp = tmp_path / "a.png"; cv2.imwrite(str(inp), np.zeros((16, 16, 3), np.uint8))
+        out, kw["background"] = tmp_path / "a.jpg", "transparent"
+    elif case == "mp4_rgba":
+        kw["output_kind"] = "rgba"
+    elif case == "bad_kind":
+        kw["output_kind"] = "sparkles"
+    elif case == "bad_ext":
+        out = tmp_path / "out.xyz"
+    elif case == "video_to_image":
+        out = tmp_path / "out.png"
+    before = out.read_bytes() if out.exists() else None
+    with pytest.raises(VmatteError) as ei:
+        process(inp, out, matter=m, **kw)
+    msg = str(ei.value)
+    assert "\n" not in msg and len(msg) > 10
+    assert video.exists()
+    if before is not None:
+        assert out.read_bytes() == before
+    else:
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_corrupt_middle_is_skipped(tmp_path):
+    src = make_video(tmp_path / "in.mp4", n=30, w=64, h=48)
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 200] = os.urandom(200)
+    bad = tmp_path / "corrupt.mp4"; bad.write_bytes(bytes(data))
+    try:
+        res = process(bad, tmp_path / "o.mp4", matter=EllipseMatter())
+        assert 0 < res.frames <= 30
+    except VmatteError as e:  # failing cleanly is also acceptable, but with nothing left behind
+        assert "\n" not in str(e)
+        assert not (tmp_path / "o.mp4").exists()
+
+
+class _Boom:
+    def __init__(self, at, exc):
+        self.at, self.exc, self.n = at, exc, 0
+
+    def matte(self, rgb):
+        self.n += 1
+        if self.n == self.at:
+            raise self.exc
+        return np.ones(rgb.shape[:2], np.float32)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("model exploded"), KeyboardInterrupt()])
+def test_error_or_ctrl_c_mid_run_writes_nothing(tmp_path, video, exc):
+    with pytest.raises(type(exc)):
+        process(video, tmp_path / "o.mp4", matter=_Boom(4, exc))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_pipeline_order_with_many_workers_and_errors():
+    import random
+    import time
+
+    def slow(x):
+        time.sleep(random.random() * 0.002)
+        return x * 2
+
+    got = []
+    n = Pipeline(range(200), [Stage(slow, 3), Stage(lambda x: x + 1, 2)], got.append, queue_size=2).run()
+    assert n == 200 and got == [2 * i + 1 for i in range(200)]
+
+    def bad(x):
+        if x == 50:
+            raise ValueError("bad item")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="bad item"):
+        Pipeline(range(10**6), [Stage(bad, 2)], got.append).run()
+    assert len(got) <= 60
+
+    def gen():
+        yield 1
+        raise OSError("decode failed")
+
+    with pytest.raises(OSError):
+        Pipeline(gen(), [lambda x: x], lambda x: None).run()
+
+
+def test_real_matter_integration(tmp_path, video):
+    try:
+        from vmatte.api import Matter
+        matter = Matter()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"real Matter unavailable: {e}")
+    res = process(video, tmp_path / "o.mp4", matter=matter)
+    assert res.frames == 10

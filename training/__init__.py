@@ -1,0 +1,1 @@
+"""Training code for vmatte: data pipeline, losses and the training loop (installed as vmatte.training)."""

@@ -1,0 +1,80 @@
+"""Training configuration: one TOML file starts a run (`python -m vmatte.training.train CONFIG`)."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .losses import LossConfig
+
+
+@dataclass
+class DataConfig:
+    fg: list[str] = field(default_factory=lambda: [".assets/fg"])  # foreground-layer folders
+    backgrounds: list[str] = field(default_factory=lambda: ["../shared/data/backgrounds"])
+    real_images: str | None = "../shared/data/people/human_seg_290/Training_Images"  # photos + masks for the segmenter
+    real_masks: str | None = "../shared/data/people/human_seg_290/Ground_Truth"
+    real_prefix: str = "hs290_"
+    split: str | None = "training/split.json"  # held-out subjects/backgrounds never trained on
+    workers: int = 2
+    cache: bool = True  # keep decoded layers in memory (per worker)
+
+
+@dataclass
+class TrainConfig:
+    name: str = "rt"
+    model: str = "rt"
+    stages: list[str] = field(default_factory=lambda: ["segmenter", "matting"])
+    seg_steps: int = 2000
+    seg_crop: int = 256  # segmenter crops (its input is the low-resolution frame)
+    seg_real_fraction: float = 0.5  # share of segmenter samples that are real photos with masks
+    lr_seg: float = 1e-3
+    steps: int = 10000  # matting steps (generator + refiner, segmenter frozen)
+    batch: int = 8
+    crop: int = 320  # full-resolution crop, a multiple of 64
+    low_factor: tuple[float, float] = (2.0, 5.0)  # full/low resolution ratio, drawn per batch
+    train_patches: int = 12  # refiner patch budget while training (fewer than cells, so choice matters)
+    lr_g: float = 1e-4  # paper: Adam 1e-4 generator
+    lr_d: float = 1e-5  # paper: Adam 1e-5 discriminator
+    d_every: int = 5  # one discriminator step per five generator steps (paper)
+    d_base: int = 32
+    coarse_weight: float = 1.0  # deep supervision of the low-resolution alpha
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs"
+    log_every: int = 50
+    ckpt_every: int = 500
+    ckpt_seconds: float = 300.0
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this many minutes; 0 = no limit
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.name
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    names = {f.name: f for f in fields(cls)}
+    bad = sorted(set(values) - set(names))
+    if bad:
+        raise ValueError(f"unknown keys {bad} in [{where}]; valid: {sorted(names)}")
+    return cls(**values)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a TOML config ([train] top-level keys, [loss] and [data] tables) plus overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    loss = _build(LossConfig, raw.pop("loss", {}), "loss")
+    data = _build(DataConfig, raw.pop("data", {}), "data")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if "low_factor" in raw:
+        raw["low_factor"] = tuple(raw["low_factor"])
+    cfg = _build(TrainConfig, {**raw, "loss": loss, "data": data}, "train")
+    if cfg.crop % 64:
+        raise ValueError(f"crop {cfg.crop} must be a multiple of 64 (the refiner's cell size)")
+    return cfg

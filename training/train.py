@@ -1,0 +1,325 @@
+"""Training: segmenter first (composites + real masks), then generator + refiner end to end as a
+conditional GAN with the segmenter frozen. Resumes from runs/<name>/last.pt.
+
+    python -m vmatte.training.train training/configs/rt.toml [--steps N] [--device cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from vmatte.registry import create_model
+
+from .config import TrainConfig, load_config
+from .discriminator import MultiScaleDiscriminator
+from .losses import discriminator_loss, generator_loss
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- data
+def load_split(path: str | None) -> tuple[set[str], set[str]]:
+    """Held-out (subjects, backgrounds) names from the split file, or empty sets."""
+    if not path or not Path(path).is_file():
+        if path:
+            log.warning("split file %s not found: nothing is held out", path)
+        return set(), set()
+    s = json.loads(Path(path).read_text())
+    return set(s.get("heldout_subjects", [])), set(s.get("heldout_backgrounds", []))
+
+
+def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset:
+    from torch.utils.data import ConcatDataset
+
+    from .data import BackgroundPool, CompositeDataset, ForegroundDataset
+
+    held_subj, held_bg = load_split(cfg.data.split)
+    fgs = [ForegroundDataset(d, exclude=held_subj, cache=cfg.data.cache) for d in cfg.data.fg if Path(d).is_dir()]
+    if not fgs:
+        raise FileNotFoundError(f"no foreground folder found among {cfg.data.fg}; build one with `python -m vmatte.training.foreground`")
+    bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg)
+    parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i) for i, f in enumerate(fgs)]
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def real_mask_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset | None:
+    from .data import RealMaskDataset, real_mask_samples
+
+    d = cfg.data
+    if not (d.real_images and d.real_masks and Path(d.real_images).is_dir() and Path(d.real_masks).is_dir()):
+        return None
+    held_subj, _ = load_split(d.split)
+    samples = real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+    return RealMaskDataset(samples, crop=crop, length=length, seed=seed) if samples else None
+
+
+def infinite(loader_fn) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches; a new epoch (new samples) each pass."""
+    epoch = 0
+    while True:
+        loader = loader_fn(epoch)
+        yield from loader
+        epoch += 1
+
+
+def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int) -> DataLoader:
+    from .data import worker_init_fn
+
+    for d in getattr(ds, "datasets", [ds]):
+        if hasattr(d, "set_epoch"):
+            d.set_epoch(epoch)
+    w = cfg.data.workers
+    return DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=w, drop_last=True, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init_fn, persistent_workers=False, prefetch_factor=4 if w else None)
+
+
+# ----------------------------------------------------------------------------- helpers
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def low_res(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Area-downscale [B,C,H,W] by `factor`, each side a multiple of 16 (the generator's input)."""
+    H, W = x.shape[2:]
+    h, w = max(16, round(H / factor / 16) * 16), max(16, round(W / factor / 16) * 16)
+    return F.interpolate(x, size=(h, w), mode="area")
+
+
+def seg_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """BCE + soft Dice on the coarse person mask."""
+    bce = F.binary_cross_entropy_with_logits(logits, mask)
+    p = torch.sigmoid(logits)
+    inter = (p * mask).sum((1, 2, 3))
+    dice = 1 - ((2 * inter + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)).mean()
+    return {"bce": bce, "dice": dice, "total": bce + dice}
+
+
+class Checkpointer:
+    """runs/<name>/last.pt: model, discriminator, optimisers, step, stage; atomic writes."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.dir = cfg.run_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "last.pt"
+        self.last_save = time.time()
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_name("last.pt.partial")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+        self.last_save = time.time()
+        log.info("checkpoint %s (stage %s step %d)", self.path, state["stage"], state["step"])
+
+    def due(self, step: int, cfg: TrainConfig) -> bool:
+        return step % cfg.ckpt_every == 0 or time.time() - self.last_save > cfg.ckpt_seconds
+
+
+class LossLog:
+    """Running means of named losses, written as JSON lines to runs/<name>/log.jsonl."""
+
+    def __init__(self, path: Path):
+        self.f = open(path, "a")
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.n += 1
+
+    def flush(self, stage: str, step: int) -> dict[str, float]:
+        means = {k: v / max(1, self.n) for k, v in self.sums.items()}
+        self.f.write(json.dumps({"stage": stage, "step": step, "time": time.time(), **means}) + "\n")
+        self.f.flush()
+        self.sums, self.n = {}, 0
+        log.info("%s %6d %s", stage, step, " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+        return means
+
+
+# ----------------------------------------------------------------------------- training
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.device = pick_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.model = create_model(cfg.model).to(self.device)
+        self.disc = MultiScaleDiscriminator(base=cfg.d_base).to(self.device)
+        self.opt_seg = torch.optim.Adam(self.model.segmenter.parameters(), lr=cfg.lr_seg)
+        gen_params = list(self.model.generator.parameters()) + list(self.model.refiner.parameters())
+        self.opt_g = torch.optim.Adam(gen_params, lr=cfg.lr_g, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
+        self.vgg = None
+        if cfg.loss.perceptual:
+            from .vgg import VGG19Features
+
+            self.vgg = VGG19Features().to(self.device)
+        self.ckpt = Checkpointer(cfg)
+        self.logs = LossLog(self.ckpt.dir / "log.jsonl")
+        self.stage, self.step = cfg.stages[0], 0
+        self.started = time.time()
+        self.history: list[dict[str, float]] = []
+        state = self.ckpt.load()
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.disc.load_state_dict(state["disc"])
+            for name in ("opt_seg", "opt_g", "opt_d"):
+                if name in state:
+                    getattr(self, name).load_state_dict(state[name])
+            self.stage, self.step = state["stage"], state["step"]
+            log.info("resumed from %s at stage %s step %d", self.ckpt.path, self.stage, self.step)
+        (self.ckpt.dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+
+    def state(self, with_optim: bool = True) -> dict[str, Any]:
+        s = {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "stage": self.stage, "step": self.step, "model_name": self.cfg.model, "config": dataclasses.asdict(self.cfg)}
+        if with_optim:
+            s.update(opt_seg=self.opt_seg.state_dict(), opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict())
+        return s
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes > 0 and time.time() - self.started > 60 * self.cfg.max_minutes
+
+    def run(self) -> list[dict[str, float]]:
+        stages = self.cfg.stages
+        for stage in stages[stages.index(self.stage):]:
+            if stage != self.stage:
+                self.stage, self.step = stage, 0
+            done = self.train_segmenter() if stage == "segmenter" else self.train_matting()
+            if not done:
+                break
+        self.ckpt.save(self.state())
+        return self.history
+
+    # -- stage 1
+    def train_segmenter(self) -> bool:
+        cfg = self.cfg
+        if self.step >= cfg.seg_steps:
+            return True
+        comp = composite_dataset(cfg, cfg.seg_crop, cfg.seg_steps * cfg.batch, cfg.seed)
+        real = real_mask_dataset(cfg, cfg.seg_crop, cfg.seg_steps * cfg.batch, cfg.seed + 7)
+        it_c = infinite(lambda e: make_loader(comp, cfg, e))
+        it_r = infinite(lambda e: make_loader(real, cfg, e)) if real is not None else None
+        seg = self.model.segmenter.train()
+        while self.step < cfg.seg_steps:
+            use_real = it_r is not None and random.random() < cfg.seg_real_fraction
+            b = next(it_r if use_real else it_c)
+            img, mask = b["image"].to(self.device, non_blocking=True), b["mask"].to(self.device, non_blocking=True)
+            # The segmenter sees whole low-resolution frames: train at a random low resolution.
+            img = low_res(img, random.uniform(1.0, 1.6))
+            mask = (F.interpolate(mask, size=img.shape[2:], mode="area") > 0.5).float()
+            terms = seg_loss(seg.logits(img), mask)
+            self.opt_seg.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            self.opt_seg.step()
+            self.step += 1
+            self.logs.add(terms)
+            if self.step % cfg.log_every == 0:
+                self.history.append(self.logs.flush("segmenter", self.step))
+            if self.ckpt.due(self.step, cfg):
+                self.ckpt.save(self.state())
+            if self.out_of_time():
+                return False
+        return True
+
+    # -- stage 2
+    def train_matting(self) -> bool:
+        cfg = self.cfg
+        if self.step >= cfg.steps:
+            return True
+        m = self.model
+        m.segmenter.eval().requires_grad_(False)  # frozen (paper)
+        m.generator.train()
+        m.refiner.train()
+        full_patches = m.refiner.cfg
+        m.refiner.cfg = dataclasses.replace(full_patches, patches=cfg.train_patches)
+        ds = composite_dataset(cfg, cfg.crop, cfg.steps * cfg.batch, cfg.seed + 1000)
+        it = infinite(lambda e: make_loader(ds, cfg, e))
+        lcfg = cfg.loss
+        coarse_cfg = dataclasses.replace(lcfg, perceptual=False, adversarial=False, feature_matching=False)
+        try:
+            while self.step < cfg.steps:
+                b = next(it)
+                image = b["image"].to(self.device, non_blocking=True)
+                gt = b["alpha"].to(self.device, non_blocking=True)
+                image_lr = low_res(image, random.uniform(*cfg.low_factor))
+                with torch.no_grad():
+                    mask = m.segmenter(image_lr)
+                coarse = m.generator(image_lr, mask)
+                alpha = m.refiner(image, coarse)
+                disc_fake = self.disc(image, alpha) if (lcfg.adversarial or lcfg.feature_matching) else None
+                disc_real = None
+                if lcfg.feature_matching:
+                    with torch.no_grad():
+                        disc_real = self.disc(image, gt)
+                terms = generator_loss(alpha, gt, image, lcfg, vgg=self.vgg, disc_fake=disc_fake, disc_real=disc_real)
+                gt_lr = F.interpolate(gt, size=coarse.shape[2:], mode="area")
+                c_terms = generator_loss(coarse, gt_lr, image_lr, coarse_cfg)
+                total = terms["total"] + cfg.coarse_weight * c_terms["total"]
+                self.opt_g.zero_grad(set_to_none=True)
+                total.backward()
+                self.opt_g.step()
+                logged = {**terms, "coarse": c_terms["total"], "mse": F.mse_loss(alpha.detach(), gt)}
+                if (lcfg.adversarial or lcfg.feature_matching) and self.step % cfg.d_every == 0:
+                    d_terms = discriminator_loss(self.disc(image, gt), self.disc(image, alpha.detach()))
+                    self.opt_d.zero_grad(set_to_none=True)
+                    d_terms["total"].backward()
+                    self.opt_d.step()
+                    logged["d"] = d_terms["d"]
+                self.step += 1
+                self.logs.add(logged)
+                if self.step % cfg.log_every == 0:
+                    self.history.append(self.logs.flush("matting", self.step))
+                if self.ckpt.due(self.step, cfg):
+                    self.ckpt.save(self.state())
+                if self.out_of_time():
+                    return False
+            return True
+        finally:
+            m.refiner.cfg = full_patches
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vmatte.training.train", description=__doc__.splitlines()[0])
+    p.add_argument("config", nargs="?", help="TOML config file")
+    p.add_argument("--steps", type=int, help="matting steps")
+    p.add_argument("--seg-steps", type=int, help="segmenter steps")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--device")
+    p.add_argument("--out", help="runs folder (default runs/)")
+    p.add_argument("--name", help="run name")
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--workers", type=int)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_config(args.config, steps=args.steps, seg_steps=args.seg_steps, batch=args.batch, device=args.device, out=args.out, name=args.name, max_minutes=args.max_minutes)
+    if args.workers is not None:
+        cfg.data.workers = args.workers
+    Trainer(cfg).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

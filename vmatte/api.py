@@ -1,0 +1,131 @@
+"""Python API: `Matter(model="rt", backend="auto").matte(rgb) -> alpha`."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from .backends import ModelSource, create_backend, resolve_backend
+from .errors import VmatteError
+from .ops.sizes import SEG_STRIDE, lowres_size, padded_size
+from .weights import read_header, shipped_onnx_dir, shipped_weights
+
+log = logging.getLogger(__name__)
+
+def to_nchw(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3] -> float32 [1,3,H,W] in [0,1]."""
+    return cv2.dnn.blobFromImage(rgb, 1.0 / 255.0, swapRB=False)
+
+
+def prepare(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Host pre-processing of one frame: (full [1,3,Hp,Wp] edge-padded to whole cells,
+    low [1,3,h,w] area-downscaled for segmenter and generator)."""
+    H, W = rgb.shape[:2]
+    Hp, Wp = padded_size(H, W)
+    h, w = lowres_size(H, W, long_side)
+    low = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    full = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
+    return to_nchw(full), to_nchw(low)
+
+
+def check_frame(rgb: Any) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"expected an H x W x 3 uint8 numpy array, got {type(rgb).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}; convert with np.asarray(img, np.uint8)[..., :3]")
+    if min(rgb.shape[:2]) < 8:
+        raise ValueError(f"frame of {rgb.shape[1]}x{rgb.shape[0]} is too small; vmatte needs at least 8x8 pixels")
+    return rgb
+
+
+class Matter:
+    """Load a model by name and matte RGB frames.
+
+    model: registered variant ("rt", "paper"); backend: "auto", "onnxruntime", "torch",
+    "torch-cuda" or "tensorrt"; size: generator long side in pixels (default: the model's);
+    weights: a .safetensors file (default: the shipped one)."""
+
+    def __init__(self, model: str = "rt", backend: str = "auto", size: int | None = None, weights: str | Path | None = None, **backend_options: Any):
+        from .registry import list_models
+
+        if model not in list_models():
+            raise VmatteError(f"unknown model {model!r}; valid models: {', '.join(list_models())}")
+        self.model = model
+        wpath = Path(weights) if weights is not None else shipped_weights(model)
+        if weights is None and not wpath.is_file():
+            raise VmatteError(f"model {model!r} has no shipped weights; train it (python -m vmatte.training.train) and pass --weights PATH")
+        meta = read_header(wpath)
+        import json
+
+        self.card = json.loads(meta.get("card", "{}"))
+        self.config = json.loads(meta["config"])
+        onnx_dir = shipped_onnx_dir(model) if weights is None else None
+        if onnx_dir is not None and not (onnx_dir / "segmenter.onnx").is_file():
+            onnx_dir = None
+        self.source = ModelSource(model, wpath, onnx_dir)
+        name = resolve_backend(backend)
+        if name == "onnxruntime" and onnx_dir is None:
+            onnx_dir = self._export_onnx_cache(wpath)
+            self.source = ModelSource(model, wpath, onnx_dir)
+        self.long_side = int(size or self.config["gen_long_side"])
+        if self.long_side < SEG_STRIDE:
+            raise VmatteError(f"--size {self.long_side} is too small; use at least {SEG_STRIDE * 4}")
+        self.backend = create_backend(name, self.source, **backend_options)
+        log.info("Matter(model=%s, backend=%s, size=%d)", model, self.backend.name, self.long_side)
+
+    @staticmethod
+    def _export_onnx_cache(weights: Path) -> Path:
+        """ONNX export of user weights for onnxruntime, cached by the weights' hash."""
+        from .engine_cache import cache_dir
+        from .weights import file_sha256
+
+        out = cache_dir() / "onnx" / file_sha256(weights)[:16]
+        if not (out / "refiner.onnx").is_file():
+            from .export.onnx import export_onnx
+            from .registry import create_model
+            from .weights import load_weights
+
+            meta = read_header(weights)
+            m = create_model(meta["model"])
+            load_weights(m, weights)
+            export_onnx(m.eval(), out)
+        return out
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """The segmenter's coarse person mask, upsampled to H x W float32."""
+        rgb = check_frame(rgb)
+        H, W = rgb.shape[:2]
+        _, low = prepare(rgb, self.long_side)
+        mask = np.asarray(self.backend.run("segmenter", image=low))[0, 0]
+        return cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR)
+
+    def matte(self, rgb: np.ndarray) -> np.ndarray:
+        """Alpha matte of one H x W x 3 uint8 RGB frame: H x W float32 in [0, 1]."""
+        rgb = check_frame(rgb)
+        H, W = rgb.shape[:2]
+        full, low = prepare(rgb, self.long_side)
+        be = self.backend
+        mask = be.run("segmenter", image=low)
+        coarse = be.run("generator", image=low, mask=mask)
+        alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
+        return np.ascontiguousarray(alpha[0, 0, :H, :W], dtype=np.float32)
+
+    def matte_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Alpha mattes of several frames (each may have its own size)."""
+        return [self.matte(f) for f in frames]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Matter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

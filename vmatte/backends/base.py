@@ -1,0 +1,58 @@
+"""The one Backend interface every runtime (TensorRT, torch, onnxruntime) implements.
+
+A backend runs the three components of a model by name. Inputs/outputs are float arrays in
+NCHW layout; CPU backends take and give numpy arrays, GPU backends also accept and return
+device tensors (torch CUDA tensors) so a GPU runner can keep frames on the device."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+# Component signatures: input names, output name. Shapes: image [B,3,h,w] (low res for segmenter and
+# generator, full res padded to 64 for the refiner), mask/coarse [B,1,h,w], alpha [B,1,H,W].
+COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
+    "segmenter": (("image",), "mask"),
+    "generator": (("image", "mask"), "coarse"),
+    "refiner": (("image", "coarse"), "alpha"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a backend finds a model: the variant name, its weights file and, when exported,
+    the folder of its ONNX files."""
+
+    model: str
+    weights: Path
+    onnx_dir: Path | None = None
+
+
+class Backend(ABC):
+    """Runs segmenter, generator and refiner. Subclasses register with @register_backend."""
+
+    name: ClassVar[str]
+    device: ClassVar[str] = "cpu"  # "cpu" or "cuda"
+    priority: ClassVar[int] = 0  # `auto` picks the available backend with the highest priority
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(True, "") when usable here, else (False, why and how to fix)."""
+
+    @abstractmethod
+    def __init__(self, source: ModelSource, **options: Any) -> None: ...
+
+    @abstractmethod
+    def run(self, component: str, **inputs: Any) -> Any:
+        """Run one component; returns its single output (same array kind as the inputs)."""
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

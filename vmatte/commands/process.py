@@ -1,0 +1,77 @@
+"""`vmatte process`: replace, blur or remove the background of a video, image or image folder."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import VmatteError
+
+HELP = "replace, blur or remove the background of a video file, image or folder of images"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("process", help=HELP, description=HELP.capitalize() + ".",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n"
+                                     "  vmatte process talk.mp4 -o talk_blur.mp4\n"
+                                     "  vmatte process talk.mp4 -o talk_green.mp4 --background green\n"
+                                     "  vmatte process talk.mp4 -o talk_alpha.mov --background transparent\n"
+                                     "  vmatte process photos/ -o cutouts/ --output rgba")
+    p.add_argument("input", help="video file, image, or folder of images")
+    p.add_argument("-o", "--output", required=True,
+                   help="output path: .mp4/.mkv (H.264), .mov (ProRes, alpha), .webm (VP9, alpha), "
+                        ".png/.jpg, or a folder (PNG sequence)")
+    p.add_argument("-b", "--background", default="blur",
+                   help="blur, blur:SIGMA, a colour (green, #00ff00, 0,255,0), an image or video file, "
+                        "or transparent (default: blur)")
+    p.add_argument("--output-kind", "--output-type", dest="output_kind", default="composite",
+                   choices=["composite", "alpha", "foreground", "rgba"],
+                   help="what to write (default: composite)")
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
+    p.add_argument("--model", default="rt", help="model name (default: rt)")
+    p.add_argument("--size", type=int, default=None, help="low-resolution long side for the model")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ..process import process
+
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="vmatte: %(message)s")
+    try:
+        from ..api import Matter
+    except ImportError as e:
+        raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
+    matter = Matter(model=args.model, backend=args.backend, size=args.size)
+
+    bar = None
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        def progress(done: int, total):
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="process")
+            bar.update(done - bar.n)
+
+    try:
+        res = process(args.input, args.output, matter=matter, background=args.background,
+                      output_kind=args.output_kind, overwrite=args.overwrite, progress=progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print("vmatte: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        print(f"vmatte: wrote {res.output}: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.1f} fps)",
+              file=sys.stderr)
+    return 0

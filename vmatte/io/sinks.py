@@ -1,0 +1,388 @@
+"""Frame sinks: video files (H.264 / ProRes 4444 / VP9 with alpha), single images, PNG folders.
+
+Every sink is atomic: it writes to a hidden temporary name beside the output (``.name.partial.ext``)
+and renames it into place only when the `with` block ends without an error; on an error or Ctrl-C
+the temporary file is removed. An existing output is never replaced unless overwrite=True.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import VmatteError
+from ..ops.compose import pad_to_even
+
+log = logging.getLogger(__name__)
+
+VIDEO_OUT_EXTS = {".mp4", ".m4v", ".mov", ".webm", ".mkv"}
+IMAGE_OUT_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+ALPHA_EXTS = {".mov", ".webm", ".png", ".webp", ".tif", ".tiff"}  # plus folders (PNG)
+# Audio codecs each container takes as they are; others are re-encoded.
+_AUDIO_COPY = {
+    ".mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    ".m4v": {"aac", "mp3", "alac", "ac3", "eac3"},
+    ".mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+    ".webm": {"opus", "vorbis"},
+    ".mkv": None,  # anything
+}
+
+
+def sink_kind(path: str | Path) -> str:
+    """'video', 'image' or 'folder' for an output path, from its extension (no extension: folder)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext in VIDEO_OUT_EXTS:
+        return "video"
+    if ext in IMAGE_OUT_EXTS:
+        return "image"
+    if not ext or p.is_dir():
+        return "folder"
+    raise VmatteError(f"unknown output type {ext!r} for {p}; use .mp4, .mov, .webm, .mkv, .png, .jpg or a folder")
+
+
+def supports_alpha(path: str | Path) -> bool:
+    """Whether the output format stores a real alpha channel."""
+    return sink_kind(path) == "folder" or Path(path).suffix.lower() in ALPHA_EXTS
+
+
+def check_output(output: str | Path, overwrite: bool, input: str | Path | None = None) -> Path:
+    """Validate an output path before any work: not the input, not existing (unless overwrite), writable."""
+    out = Path(output)
+    if input is not None:
+        inp = Path(input)
+        if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
+            raise VmatteError(f"output {out} is the input file; choose another output name")
+    if out.exists() and not overwrite:
+        raise VmatteError(f"output {out} already exists; pass --overwrite (overwrite=True) to replace it")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise VmatteError(f"output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise VmatteError(f"cannot write to {parent} (permission denied); choose a writable output folder")
+    return out
+
+
+def _partial(path: Path) -> Path:
+    """Hidden temporary name beside `path` that keeps its extension (so the muxer guesses the format)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _as_rgb_or_rgba(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:  # grey (an alpha matte)
+        return np.repeat(img[..., None], 3, axis=2)
+    return img
+
+
+class _AtomicSink:
+    """Base: validates the target, finishes (commit) or aborts exactly once."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self._state = "new"  # new -> open -> closed
+        self.frames = 0
+
+    def __enter__(self):
+        check_output(self.path, self.overwrite)
+        self._state = "open"
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> None:
+        """Flush, close and move the result into place (once)."""
+        if self._state != "open":
+            return
+        self._state = "closed"
+        try:
+            self._finish()
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def abort(self) -> None:
+        """Drop everything written so far (once)."""
+        if self._state != "open":
+            return
+        self._state = "closed"
+        self._cleanup()
+
+    def _finish(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _cleanup(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class VideoSink(_AtomicSink):
+    """Encode frames into a video file with PyAV; optionally carry the audio of another file.
+
+    .mp4/.m4v/.mkv: H.264 yuv420p (no alpha). .mov: ProRes (4444 with yuva444p10le when alpha=True,
+    422 HQ otherwise). .webm: VP9 (yuva420p when alpha=True). Odd sizes are padded by one pixel.
+    write() takes RGB [H,W,3], RGBA [H,W,4] or grey [H,W] uint8 and the source pts/time_base.
+    """
+
+    def __init__(self, path: str | Path, *, rate: Fraction | float = 30, time_base: Fraction | None = None,
+                 alpha: bool = False, audio_from: str | Path | None = None, overwrite: bool = False,
+                 crf: int | None = None, preset: str = "veryfast"):
+        super().__init__(path, overwrite)
+        self.ext = self.path.suffix.lower()
+        if self.ext not in VIDEO_OUT_EXTS:
+            raise VmatteError(f"{self.path} is not a video output; use .mp4, .mov, .webm or .mkv")
+        if alpha and self.ext not in (".mov", ".webm"):
+            raise VmatteError(f"{self.ext} cannot store alpha; write .mov (ProRes 4444) or .webm (VP9) instead")
+        self.rate = Fraction(rate).limit_denominator(1001000)
+        self.time_base = time_base or (1 / self.rate)
+        self.alpha = alpha
+        self.audio_from = Path(audio_from) if audio_from else None
+        self.crf, self.preset = crf, preset
+        self.tmp = _partial(self.path)
+        self._out = None
+        self._last_pts = None
+        self._ain = None
+
+    # -- opening ------------------------------------------------------------------------------
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)  # leftover of a killed run
+        self._out = av.open(str(self.tmp), "w")
+        if self.ext == ".mov":
+            codec, pix = "prores_ks", ("yuva444p10le" if self.alpha else "yuv422p10le")
+            opts = {"profile": "4" if self.alpha else "3", "vendor": "apl0"}
+        elif self.ext == ".webm":
+            codec, pix = "libvpx-vp9", ("yuva420p" if self.alpha else "yuv420p")
+            opts = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": str(self.crf or 30), "b": "0"}
+        else:
+            codec, pix = "libx264", "yuv420p"
+            opts = {"crf": str(self.crf or 18), "preset": self.preset}
+        vs = self._out.add_stream(codec, rate=self.rate, options=opts)
+        vs.width, vs.height, vs.pix_fmt = width, height, pix
+        vs.time_base = self.time_base
+        vs.codec_context.time_base = self.time_base
+        vs.thread_type = "AUTO"
+        self._vs = vs
+        if self.audio_from is not None:
+            try:
+                self._open_audio()
+            except Exception as e:  # audio is a bonus: never lose the video over it
+                log.warning("could not carry the audio of %s (%s); writing video only", self.audio_from.name, e)
+                self._close_audio()
+
+    def _open_audio(self) -> None:
+        import av
+
+        src = av.open(str(self.audio_from), metadata_errors="ignore")
+        if not src.streams.audio:
+            src.close()
+            return
+        ain = src.streams.audio[0]
+        self._asrc, self._ain = src, ain
+        allowed = _AUDIO_COPY.get(self.ext)
+        name = ain.codec_context.name
+        if allowed is None or name in allowed:
+            self._aout = self._out.add_stream_from_template(ain)
+            self._acopy = True
+            log.info("copying %s audio into %s", name, self.path.name)
+        else:
+            enc = "libopus" if self.ext == ".webm" else "aac"
+            rate = 48000 if enc == "libopus" else (ain.rate or 48000)
+            self._aout = self._out.add_stream(enc, rate=rate)
+            self._aout.layout = "stereo" if ain.channels >= 2 else "mono"
+            self._acopy = False
+            log.info("re-encoding %s audio to %s for %s", name, enc, self.path.name)
+        self._apackets = src.demux(ain)
+
+    def _close_audio(self) -> None:
+        if getattr(self, "_asrc", None) is not None:
+            self._asrc.close()
+        self._asrc, self._ain = None, None
+
+    def _pump_audio(self, until: float | None) -> None:
+        """Mux audio packets up to `until` seconds (None: all) so audio and video interleave."""
+        if self._ain is None:
+            return
+        import av
+
+        for pkt in self._apackets:
+            if pkt.dts is None and pkt.pts is None:
+                continue  # demuxer's flush packet; the encoder is flushed once below
+            if self._acopy:
+                pkt.stream = self._aout
+                self._out.mux(pkt)
+            else:
+                try:
+                    for fr in pkt.decode():
+                        self._encode_audio(fr)
+                except av.error.FFmpegError as e:
+                    log.warning("skipping a corrupt audio packet: %s", e)
+            if until is not None and pkt.pts is not None and pkt.time_base and pkt.pts * pkt.time_base > until:
+                return
+        if until is None:
+            if not self._acopy:
+                self._encode_audio(None)
+            self._close_audio()
+
+    def _encode_audio(self, frame) -> None:
+        if frame is not None:
+            frame.pts = None  # the encoder's resampler re-times samples contiguously
+        for p in self._aout.encode(frame):
+            self._out.mux(p)
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, img: np.ndarray, pts: int | None = None, time_base: Fraction | None = None) -> None:
+        """Encode one frame; pts in `time_base` (default: this sink's), else the next frame index."""
+        import av
+
+        if self._state != "open":
+            raise RuntimeError("VideoSink.write outside its `with` block")
+        img = _as_rgb_or_rgba(img)
+        if self.alpha and img.shape[2] == 3:
+            img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+        elif not self.alpha and img.shape[2] == 4:
+            img = np.ascontiguousarray(img[..., :3])
+        if self._out is None:
+            h, w = img.shape[:2]
+            if h % 2 or w % 2:
+                log.info("%dx%d has an odd side; padding to %dx%d by repeating the edge (the encoder needs even sizes)",
+                         w, h, w + w % 2, h + h % 2)
+            self._open(w + w % 2, h + h % 2)
+        img = pad_to_even(img)
+        if (img.shape[1], img.shape[0]) != (self._vs.width, self._vs.height):
+            raise VmatteError(f"frame size {img.shape[1]}x{img.shape[0]} changed mid-video "
+                              f"(was {self._vs.width}x{self._vs.height}); write to a folder instead")
+        frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
+        tb = self.time_base
+        if pts is None:
+            pts = round(self.frames / self.rate / tb)
+        elif time_base is not None and time_base != tb:
+            pts = round(pts * time_base / tb)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # keep pts strictly increasing (duplicate timestamps)
+        self._last_pts = pts
+        frame.pts, frame.time_base = pts, tb
+        for p in self._vs.encode(frame):
+            self._out.mux(p)
+        self.frames += 1
+        self._pump_audio(float(pts * tb) + 0.5)
+
+    def _finish(self) -> None:
+        if self._out is None:
+            raise VmatteError(f"no frames were written to {self.path}; the input had no decodable frames")
+        for p in self._vs.encode(None):
+            self._out.mux(p)
+        self._pump_audio(None)
+        out, self._out = self._out, None
+        out.close()
+        os.replace(self.tmp, self.path)
+
+    def _cleanup(self) -> None:
+        self._close_audio()
+        if self._out is not None:
+            out, self._out = self._out, None
+            try:
+                out.close()
+            except Exception:
+                pass
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def _encode_image(path_ext: str, img: np.ndarray) -> bytes:
+    """RGB/RGBA/grey uint8 -> encoded bytes for the extension."""
+    if img.ndim == 3 and img.shape[2] == 4:
+        bgr = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
+    elif img.ndim == 3:
+        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    else:
+        bgr = img
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if path_ext == ".png" else (
+        [cv2.IMWRITE_JPEG_QUALITY, 95] if path_ext in (".jpg", ".jpeg") else [])
+    ok, buf = cv2.imencode(path_ext, bgr, params)
+    if not ok:
+        raise VmatteError(f"could not encode a {path_ext} image; use .png or .jpg")
+    return buf.tobytes()
+
+
+class ImageSink(_AtomicSink):
+    """One still image (png/webp/tif keep alpha; jpg takes RGB only)."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        super().__init__(path, overwrite)
+        self.ext = self.path.suffix.lower()
+        self.tmp = _partial(self.path)
+        self._data = None
+
+    def write(self, img: np.ndarray, pts=None, time_base=None, name: str | None = None) -> None:
+        if self._data is not None:
+            raise VmatteError(f"{self.path} is a single image but the input has several frames; write a folder")
+        if img.ndim == 3 and img.shape[2] == 4 and self.ext in (".jpg", ".jpeg", ".bmp"):
+            raise VmatteError(f"{self.ext} cannot store transparency; write .png instead")
+        self._data = _encode_image(self.ext, img)
+        self.frames = 1
+
+    def _finish(self) -> None:
+        if self._data is None:
+            raise VmatteError(f"no image was written to {self.path}")
+        self.tmp.write_bytes(self._data)
+        os.replace(self.tmp, self.path)
+
+    def _cleanup(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+class FolderSink(_AtomicSink):
+    """A folder of PNG files (RGBA when the frames have alpha), named after the input or numbered."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        super().__init__(path, overwrite)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+
+    def __enter__(self):
+        super().__enter__()
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
+        return self
+
+    def write(self, img: np.ndarray, pts=None, time_base=None, name: str | None = None) -> None:
+        fname = f"{name}.png" if name else f"frame_{self.frames:06d}.png"
+        (self.tmp / fname).write_bytes(_encode_image(".png", img))
+        self.frames += 1
+
+    def _finish(self) -> None:
+        old = None
+        if self.path.exists():  # overwrite=True was checked on enter
+            old = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+    def _cleanup(self) -> None:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def open_sink(path: str | Path, *, alpha: bool = False, rate: Fraction | float = 30,
+              time_base: Fraction | None = None, audio_from: str | Path | None = None, overwrite: bool = False):
+    """The right sink for an output path's extension (not yet entered)."""
+    kind = sink_kind(path)
+    if kind == "video":
+        return VideoSink(path, rate=rate, time_base=time_base, alpha=alpha, audio_from=audio_from, overwrite=overwrite)
+    if kind == "image":
+        return ImageSink(path, overwrite=overwrite)
+    return FolderSink(path, overwrite=overwrite)

@@ -1,0 +1,1 @@
+"""Model components: segmenter (DeepLabV3+), alpha generator, border refiner."""

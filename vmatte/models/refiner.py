@@ -1,0 +1,106 @@
+"""Border refiner: re-predicts a fixed budget of 64x64 patches along the subject's border at full
+resolution and pastes them back. Patch choice, gather and paste are tensor ops (TopK, Gather,
+ScatterElements) so the whole module exports to ONNX/TensorRT with no Python control flow."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBNReLU, normalize_rgb
+
+PATCH = 64  # refined patch side at full resolution
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    patches: int = 32  # fixed patch budget per image (static shapes for export)
+    context: int = 4  # extra pixels each side that the net sees around a patch
+    widths: tuple[int, int] = (8, 16)
+    deep: bool = False
+
+
+class RefinerNet(nn.Module):
+    """Small encoder-decoder on [N,4,S,S] (image ⊕ upsampled coarse alpha) -> alpha correction.
+    The decoder fuses the half-resolution context through a 1x1 conv (cheap at full resolution)."""
+
+    def __init__(self, widths: tuple[int, int], deep: bool = False):
+        super().__init__()
+        a, b = widths
+        self.enc1 = nn.Sequential(ConvBNReLU(4, a), *([ConvBNReLU(a, a)] if deep else []))
+        self.enc2 = nn.Sequential(ConvBNReLU(a, b, stride=2), *([ConvBNReLU(b, b)] if deep else []), ConvBNReLU(b, b, dilation=2))
+        self.lift = ConvBNReLU(b, a, k=1, act=False)
+        self.dec = nn.Sequential(*([ConvBNReLU(a, a)] if deep else []), ConvBNReLU(a, a))
+        self.head = nn.Conv2d(a, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)  # [N,a,S,S]
+        e2 = self.enc2(e1)  # [N,b,S/2,S/2]
+        u = F.interpolate(self.lift(e2), size=e1.shape[2:], mode="bilinear", align_corners=False)
+        return self.head(self.dec(torch.relu(u + e1)))
+
+
+def patch_scores(alpha_up: torch.Tensor) -> torch.Tensor:
+    """Border score of every 64x64 grid cell: mean of 4a(1-a). [B,1,H,W] -> [B, H/64 * W/64]."""
+    u = 4.0 * alpha_up * (1.0 - alpha_up)
+    return F.avg_pool2d(u, PATCH, PATCH).flatten(1)
+
+
+def select_cells(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B,k] of the k highest-scoring cells. When the grid has fewer than k cells the
+    surplus picks repeat the last cell (identical inputs give identical pastes)."""
+    n = scores.shape[1]
+    pad = torch.full((scores.shape[0], k), -1.0, dtype=scores.dtype, device=scores.device)
+    idx = torch.topk(torch.cat([scores, pad], 1), k, dim=1).indices  # [B,k]
+    return torch.clamp(idx, max=n - 1)
+
+
+def _window_rows(y0: torch.Tensor, size: int, offset: int, limit: int) -> torch.Tensor:
+    """Row (or column) indices [B,K,size] of windows starting at y0 - offset, clamped to
+    [0, limit-1]: replicate padding at the image border without copying the image."""
+    ar = torch.arange(size, device=y0.device, dtype=y0.dtype) - offset
+    return torch.clamp(y0.unsqueeze(-1) + ar, 0, limit - 1)
+
+
+def gather_windows(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Windows of x [B,C,H,W] at rows/cols [B,K,S] -> [B*K,C,S,S] (one GatherElements, no copy of x)."""
+    B, C, H, W = x.shape
+    K, S = rows.shape[1], rows.shape[2]
+    flat = (rows.unsqueeze(-1) * W + cols.unsqueeze(-2)).reshape(B, 1, -1)  # [B,1,K*S*S]
+    win = torch.gather(x.reshape(B, C, -1), 2, flat.expand(-1, C, -1))  # [B,C,K*S*S]
+    return win.reshape(B, C, K, S, S).transpose(1, 2).reshape(-1, C, S, S)
+
+
+class Refiner(nn.Module):
+    """Inputs: full-resolution image [B,3,H,W] in [0,1] (H, W multiples of 64) and the coarse alpha
+    [B,1,h,w]. Output: alpha [B,1,H,W]: the bilinearly upsampled coarse alpha with the `patches`
+    most uncertain 64x64 cells re-predicted (the host pads frames to whole cells)."""
+
+    def __init__(self, cfg: RefinerConfig = RefinerConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.net = RefinerNet(cfg.widths, cfg.deep)
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = image.shape
+        up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)  # [B,1,H,W]
+        if self.cfg.patches <= 0:
+            return up
+        P, S = self.cfg.context, PATCH + 2 * self.cfg.context
+        gw = W // PATCH
+        idx = select_cells(patch_scores(up), self.cfg.patches)  # [B,K]
+        y0 = torch.div(idx, gw, rounding_mode="floor") * PATCH
+        x0 = (idx % gw) * PATCH
+        # S x S windows (patch plus context, edge-replicated) of the image and the upsampled alpha.
+        rows, cols = _window_rows(y0, S, P, H), _window_rows(x0, S, P, W)  # [B,K,S]
+        img = gather_windows(image, rows, cols)  # [B*K,3,S,S]
+        base = gather_windows(up, rows, cols)  # [B*K,1,S,S]
+        delta = self.net(torch.cat([normalize_rgb(img), base], 1))[:, :, P : P + PATCH, P : P + PATCH]
+        new = torch.clamp(base[:, :, P : P + PATCH, P : P + PATCH] + delta, 0.0, 1.0)  # [B*K,1,64,64]
+        # Paste the refined cells back (cells are disjoint, so the scatter is order-free).
+        prow, pcol = _window_rows(y0, PATCH, 0, H), _window_rows(x0, PATCH, 0, W)
+        pidx = (prow.unsqueeze(-1) * W + pcol.unsqueeze(-2)).reshape(B, -1)  # [B,K*64*64]
+        out = up.reshape(B, -1).scatter(1, pidx, new.reshape(B, -1))
+        return out.reshape(B, 1, H, W)

@@ -1,0 +1,17 @@
+"""Frame-size rules shared by the host pipeline, training and export."""
+from __future__ import annotations
+
+PATCH = 64  # refiner cell size; frames are padded to whole cells
+SEG_STRIDE = 16  # the generator's input sides are multiples of this
+
+
+def lowres_size(h: int, w: int, long_side: int, multiple: int = SEG_STRIDE) -> tuple[int, int]:
+    """Generator input size (h, w) for an h x w frame: long side scaled to `long_side` (never up),
+    each side rounded to a multiple of `multiple`."""
+    s = min(1.0, long_side / max(h, w))
+    return max(multiple, round(h * s / multiple) * multiple), max(multiple, round(w * s / multiple) * multiple)
+
+
+def padded_size(h: int, w: int) -> tuple[int, int]:
+    """Full-resolution size padded up to whole refiner cells."""
+    return -(-h // PATCH) * PATCH, -(-w // PATCH) * PATCH

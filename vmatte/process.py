@@ -1,0 +1,137 @@
+"""Library API for the main job: a video, image or image folder in, the background replaced out."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .backgrounds import Background, parse_background
+from .errors import VmatteError
+from .io import sinks as _sinks
+from .io.sources import open_source, source_kind
+from .ops import compose
+from .runner import Pipeline, Stage
+
+log = logging.getLogger(__name__)
+
+OUTPUT_KINDS = ("composite", "alpha", "foreground", "rgba")
+MIN_SIDE, MAX_SIDE = 8, 8192
+
+
+class MatterLike(Protocol):
+    def matte(self, rgb: np.ndarray) -> np.ndarray: ...  # uint8 [H,W,3] -> float32 [H,W]
+
+
+@dataclass
+class ProcessResult:
+    frames: int
+    seconds: float
+    fps: float
+    output: Path | None = None
+
+
+def _check_kinds(inp: Path, out: Path, output_kind: str, bg: Background) -> tuple[str, bool]:
+    """Validate input/output pairing; return (input kind, whether the output carries alpha)."""
+    if output_kind not in OUTPUT_KINDS:
+        raise VmatteError(f"unknown output kind {output_kind!r}; use one of {', '.join(OUTPUT_KINDS)}")
+    ikind, okind = source_kind(inp), _sinks.sink_kind(out)
+    if ikind == "folder" and okind != "folder":
+        raise VmatteError(f"input {inp} is a folder of images, so the output must be a folder (no extension), got {out}")
+    if ikind == "image" and okind == "video":
+        raise VmatteError(f"input {inp} is an image; write an image (.png/.jpg) or a folder, not {out.suffix}")
+    if ikind == "video" and okind == "image":
+        raise VmatteError(f"input {inp} is a video; write a video (.mp4/.mov/.webm) or a folder, not {out.suffix}")
+    alpha = output_kind == "rgba" or (output_kind == "composite" and bg.alpha)
+    if alpha and not _sinks.supports_alpha(out):
+        what = "--output rgba" if output_kind == "rgba" else "--background transparent"
+        raise VmatteError(f"{what} needs an output with an alpha channel, and {out.suffix or out} has none; "
+                          f"write .mov, .webm, .png or a folder, or pick a colour background")
+    return ikind, alpha
+
+
+def make_renderer(output_kind: str, bg: Background) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray]:
+    """(rgb, alpha, index) -> the output image for the chosen kind."""
+    if output_kind == "composite":
+        return bg.render
+    if output_kind == "alpha":
+        return lambda rgb, a, i: compose.alpha_to_uint8(a)
+    if output_kind == "foreground":
+        return lambda rgb, a, i: compose.estimate_foreground(rgb, a)
+    return lambda rgb, a, i: compose.pack_rgba(compose.estimate_foreground(rgb, a), a)
+
+
+def _check_alpha_out(a, rgb: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.shape != rgb.shape[:2]:
+        raise VmatteError(f"the matter returned alpha of shape {a.shape} for a frame of {rgb.shape[:2]}; "
+                          "this is a bug in the model wrapper")
+    return a.astype(np.float32, copy=False)
+
+
+def process(input: str | Path, output: str | Path, *, matter: MatterLike | None = None,
+            background: str | Background | None = "blur", output_kind: str = "composite",
+            overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
+            queue_size: int = 4) -> ProcessResult:
+    """Matte every frame of `input` and write `output` (format from its extension).
+
+    input: a video file, an image, or a folder of images (then output is a folder).
+    output_kind: composite (over `background`), alpha (grey matte), foreground (estimated F),
+    rgba (F + alpha; needs .mov/.webm/.png/folder). progress(done, total_or_None) is called per frame.
+    Nothing is written unless the whole job succeeds; the input is never modified.
+    """
+    inp, out = Path(input), Path(output)
+    if not inp.exists():
+        raise VmatteError(f"input not found: {inp}; check the path")
+    _sinks.check_output(out, overwrite, input=inp)
+    bg = parse_background(background)
+    try:
+        ikind, alpha = _check_kinds(inp, out, output_kind, bg)
+        render = make_renderer(output_kind, bg)
+        if matter is None:
+            from .api import Matter
+
+            matter = Matter()
+        t0 = time.perf_counter()
+        with open_source(inp) as src:
+            total = src.frames or None
+            sink = _sinks.open_sink(out, alpha=alpha, rate=src.rate, time_base=src.time_base,
+                                    audio_from=inp if (ikind == "video" and src.has_audio) else None,
+                                    overwrite=overwrite)
+            done = [0]
+
+            def matte(fr):
+                h, w = fr.rgb.shape[:2]
+                if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+                    raise VmatteError(f"frame size {w}x{h} is outside {MIN_SIDE}..{MAX_SIDE} pixels a side; "
+                                      "resize the input first")
+                return fr, _check_alpha_out(matter.matte(fr.rgb), fr.rgb)
+
+            def composite(item):
+                fr, a = item
+                return fr, render(fr.rgb, a, fr.index)
+
+            def write(item):
+                fr, img = item
+                sink.write(img, fr.pts, fr.time_base, **({"name": fr.name} if ikind != "video" else {}))
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], total)
+
+            with sink:
+                Pipeline(iter(src), [Stage(matte, 1, "matte"), Stage(composite, 1, "composite")], write,
+                         queue_size=queue_size).run()
+                if done[0] == 0:
+                    raise VmatteError(f"{inp} has no decodable video frames; check the file")
+            if getattr(src, "skipped", 0):
+                log.warning("%d corrupt packets were skipped in %s", src.skipped, inp.name)
+        secs = time.perf_counter() - t0
+    finally:
+        bg.close()
+    n = done[0]
+    return ProcessResult(frames=n, seconds=secs, fps=n / secs if secs > 0 else 0.0, output=out)
