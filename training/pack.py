@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 import cv2
@@ -24,9 +23,11 @@ def pack(fg: Path, bgs: list[Path], out: Path, real_images: Path | None, real_ma
     (out / "fg" / "fg").mkdir(parents=True, exist_ok=True)
     (out / "fg" / "alpha").mkdir(parents=True, exist_ok=True)
     for p in sorted(fg.glob("*.png")):
-        f, a = read_rgba(p)  # float [H,W,3] RGB, [H,W]
-        cv2.imwrite(str(out / "fg" / "fg" / f"{p.stem}.jpg"), cv2.cvtColor((f * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        cv2.imwrite(str(out / "fg" / "alpha" / f"{p.stem}.png"), (a * 255 + 0.5).astype(np.uint8))
+        f, a = read_rgba(p)  # uint8 [H,W,3] RGB, uint8 [H,W]
+        if f.dtype != np.uint8 or a.dtype != np.uint8:
+            raise TypeError(f"read_rgba gave {f.dtype}/{a.dtype}; expected uint8 layers")
+        cv2.imwrite(str(out / "fg" / "fg" / f"{p.stem}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        cv2.imwrite(str(out / "fg" / "alpha" / f"{p.stem}.png"), a)
     (out / "bg").mkdir(exist_ok=True)
     for b in bgs:
         for p in list_images(b, IMAGE_EXTS):
@@ -37,9 +38,12 @@ def pack(fg: Path, bgs: list[Path], out: Path, real_images: Path | None, real_ma
         (out / "real" / "images").mkdir(parents=True, exist_ok=True)
         (out / "real" / "masks").mkdir(parents=True, exist_ok=True)
         for ip, mp in match_stems(list_images(real_images), list_images(real_masks)):
-            shutil.copy(ip, out / "real" / "images" / ip.name)
-            m = cv2.imread(str(mp), cv2.IMREAD_GRAYSCALE)
-            cv2.imwrite(str(out / "real" / "masks" / f"{mp.stem}.png"), _limit(m, 640))
+            img, m = cv2.imread(str(ip), cv2.IMREAD_COLOR), cv2.imread(str(mp), cv2.IMREAD_GRAYSCALE)
+            if img is None or m is None:
+                log.warning("skipping unreadable pair %s / %s", ip, mp)
+                continue
+            cv2.imwrite(str(out / "real" / "images" / f"{ip.stem}.jpg"), _limit(img, 512), [cv2.IMWRITE_JPEG_QUALITY, 88])
+            cv2.imwrite(str(out / "real" / "masks" / f"{mp.stem}.png"), _limit(m, 512))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,8 @@ def load_split(path: str | None) -> tuple[set[str], set[str]]:
             log.warning("split file %s not found: nothing is held out", path)
         return set(), set()
     s = json.loads(Path(path).read_text())
-    return set(s.get("heldout_subjects", [])), set(s.get("heldout_backgrounds", []))
+    bgs = set(s.get("heldout_backgrounds", []))
+    return set(s.get("heldout_subjects", [])), bgs | {Path(b).stem for b in bgs}  # packed copies change suffix
 
 
 def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset:
@@ -199,6 +200,10 @@ class Trainer:
             s.update(opt_seg=self.opt_seg.state_dict(), opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict())
         return s
 
+    def autocast(self):
+        """bf16 autocast on CUDA when cfg.amp (a no-op context elsewhere)."""
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda")
+
     def out_of_time(self) -> bool:
         return self.cfg.max_minutes > 0 and time.time() - self.started > 60 * self.cfg.max_minutes
 
@@ -230,7 +235,9 @@ class Trainer:
             # The segmenter sees whole low-resolution frames: train at a random low resolution.
             img = low_res(img, random.uniform(1.0, 1.6))
             mask = (F.interpolate(mask, size=img.shape[2:], mode="area") > 0.5).float()
-            terms = seg_loss(seg.logits(img), mask)
+            with self.autocast():
+                logits = seg.logits(img).float()
+            terms = seg_loss(logits, mask)
             self.opt_seg.zero_grad(set_to_none=True)
             terms["total"].backward()
             self.opt_seg.step()
@@ -265,25 +272,27 @@ class Trainer:
                 image = b["image"].to(self.device, non_blocking=True)
                 gt = b["alpha"].to(self.device, non_blocking=True)
                 image_lr = low_res(image, random.uniform(*cfg.low_factor))
-                with torch.no_grad():
-                    mask = m.segmenter(image_lr)
-                coarse = m.generator(image_lr, mask)
-                alpha = m.refiner(image, coarse)
-                disc_fake = self.disc(image, alpha) if (lcfg.adversarial or lcfg.feature_matching) else None
-                disc_real = None
-                if lcfg.feature_matching:
+                with self.autocast():
                     with torch.no_grad():
-                        disc_real = self.disc(image, gt)
-                terms = generator_loss(alpha, gt, image, lcfg, vgg=self.vgg, disc_fake=disc_fake, disc_real=disc_real)
-                gt_lr = F.interpolate(gt, size=coarse.shape[2:], mode="area")
-                c_terms = generator_loss(coarse, gt_lr, image_lr, coarse_cfg)
-                total = terms["total"] + cfg.coarse_weight * c_terms["total"]
+                        mask = m.segmenter(image_lr)
+                    coarse = m.generator(image_lr, mask).float()
+                    alpha = m.refiner(image, coarse).float()
+                    disc_fake = self.disc(image, alpha) if (lcfg.adversarial or lcfg.feature_matching) else None
+                    disc_real = None
+                    if lcfg.feature_matching:
+                        with torch.no_grad():
+                            disc_real = self.disc(image, gt)
+                    terms = generator_loss(alpha, gt, image, lcfg, vgg=self.vgg, disc_fake=disc_fake, disc_real=disc_real)
+                    gt_lr = F.interpolate(gt, size=coarse.shape[2:], mode="area")
+                    c_terms = generator_loss(coarse, gt_lr, image_lr, coarse_cfg)
+                    total = terms["total"].float() + cfg.coarse_weight * c_terms["total"].float()
                 self.opt_g.zero_grad(set_to_none=True)
                 total.backward()
                 self.opt_g.step()
                 logged = {**terms, "coarse": c_terms["total"], "mse": F.mse_loss(alpha.detach(), gt)}
                 if (lcfg.adversarial or lcfg.feature_matching) and self.step % cfg.d_every == 0:
-                    d_terms = discriminator_loss(self.disc(image, gt), self.disc(image, alpha.detach()))
+                    with self.autocast():
+                        d_terms = discriminator_loss(self.disc(image, gt), self.disc(image, alpha.detach()))
                     self.opt_d.zero_grad(set_to_none=True)
                     d_terms["total"].backward()
                     self.opt_d.step()
@@ -312,12 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="run name")
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--workers", type=int)
+    p.add_argument("--light-copy", metavar="DIR", help="after the run, write DIR/last.pt without optimiser states (small, for carrying back)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = load_config(args.config, steps=args.steps, seg_steps=args.seg_steps, batch=args.batch, device=args.device, out=args.out, name=args.name, max_minutes=args.max_minutes)
     if args.workers is not None:
         cfg.data.workers = args.workers
-    Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    trainer.run()
+    if args.light_copy:
+        out = Path(args.light_copy)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(trainer.state(with_optim=False), out / "last.pt")
+        (out / "log.jsonl").write_bytes((cfg.run_dir / "log.jsonl").read_bytes())
     return 0
 
 

@@ -10,7 +10,7 @@ import sys
 from . import __version__
 from .errors import VmatteError
 
-COMMANDS = ("process", "webcam", "eval", "export", "bench", "doctor")
+COMMANDS = ("process", "webcam", "eval", "export", "bench", "doctor", "sample")
 
 
 def build_parser() -> argparse.ArgumentParser:

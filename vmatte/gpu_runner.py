@@ -1,0 +1,640 @@
+"""Frame-pipelined GPU execution: several frames in flight on separate CUDA streams.
+
+    decode thread ─▶ submit thread ──────────────────────────────────────────▶ caller thread
+    (host frames)    pinned host_in[s] ─H2D (upload stream)─▶ dev_in[s]            waits ev_down[s],
+                     ─▶ program on the compute stream (uint8 -> float, resize, pad, sink(frame), then
+                        segmenter -> generator -> refiner, composite, colour) ─▶    frees slot s
+                        dev_out[s] ─D2H (download stream)─▶ pinned host_out[s]
+
+A ring of N slots bounds memory and the frames in flight; a frame waits for a free slot
+(back-pressure up to the decoder, whose queue is bounded too). Streams are ordered by events per
+slot, so the upload of frame i+1 and the download of frame i-1 overlap the compute of frame i.
+Frames come out in order (one submitter, FIFO hand-off), none is lost, and the first error in any
+thread stops the others and is re-raised in the caller.
+
+The stream/event layer is pluggable: CudaLayer for the GPU, HostLayer (no-op streams, CPU
+tensors) so the ordering/back-pressure logic runs in CPU tests. The GPU program's maths
+(colour conversion, resizing, blur, compositing) are pure torch functions that run on any device.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .ops.sizes import lowres_size, padded_size
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_POLL = 0.05  # seconds between checks of the stop flag while blocked
+
+
+# ---------------------------------------------------------------------------------------------
+# Stream / event layers
+# ---------------------------------------------------------------------------------------------
+class HostLayer:
+    """No-op streams and events over CPU torch tensors: the same pipeline, run synchronously.
+    Used by tests and by CPU runs; events carry a host timestamp so stage timings still work."""
+
+    device = "cpu"
+
+    class _Event:
+        def __init__(self) -> None:
+            self.t = 0.0
+
+        def elapsed_ms(self, later: "HostLayer._Event") -> float:
+            return (later.t - self.t) * 1e3
+
+    def new_stream(self):
+        return None
+
+    def new_event(self):
+        return self._Event()
+
+    def stream(self, s):
+        return nullcontext()
+
+    def record(self, ev, s) -> None:
+        ev.t = time.perf_counter()
+
+    def wait(self, s, ev) -> None:
+        pass
+
+    def sync(self, ev) -> None:
+        pass
+
+    def empty_host(self, shape, dtype):
+        import torch
+
+        return torch.empty(shape, dtype=dtype)
+
+    def empty_device(self, shape, dtype):
+        import torch
+
+        return torch.empty(shape, dtype=dtype)
+
+
+class CudaLayer:
+    """Real CUDA streams and timing events; host buffers are pinned so copies are asynchronous."""
+
+    device = "cuda"
+
+    def __init__(self, device: str = "cuda") -> None:
+        import torch
+
+        self.torch = torch
+        self.dev = torch.device(device)
+
+    def new_stream(self):
+        return self.torch.cuda.Stream(self.dev)
+
+    def new_event(self):
+        ev = self.torch.cuda.Event(enable_timing=True)
+        ev.elapsed_ms = lambda later, _e=ev: _e.elapsed_time(later)  # type: ignore[attr-defined]
+        return ev
+
+    def stream(self, s):
+        return self.torch.cuda.stream(s)
+
+    def record(self, ev, s) -> None:
+        ev.record(s)
+
+    def wait(self, s, ev) -> None:
+        s.wait_event(ev)
+
+    def sync(self, ev) -> None:
+        ev.synchronize()
+
+    def empty_host(self, shape, dtype):
+        return self.torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    def empty_device(self, shape, dtype):
+        return self.torch.empty(shape, dtype=dtype, device=self.dev)
+
+
+def default_layer(device: str | None = None):
+    """CudaLayer when torch sees a GPU (or device says cuda), else HostLayer."""
+    import torch
+
+    if device == "cpu" or (device is None and not torch.cuda.is_available()):
+        return HostLayer()
+    return CudaLayer(device or "cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure torch frame maths (any device)
+# ---------------------------------------------------------------------------------------------
+# BT.601 limited range: what FFmpeg assumes for untagged yuv420p H.264 and what libx264 writes.
+def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=None):
+    """uint8 [H*3/2, W] (I420 planes, or NV12 when nv12) -> float RGB [1,3,H,W] in [0,1]."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = dtype or torch.float32
+    H, W = height, width
+    y = planes[:H].to(dtype)  # [H,W]
+    if nv12:
+        uv = planes[H:].reshape(H // 2, W // 2, 2).permute(2, 0, 1).to(dtype)  # [2,H/2,W/2]
+    else:
+        uv = planes[H:].reshape(2, H // 2, W // 2).to(dtype)
+    uv = F.interpolate(uv[None], size=(H, W), mode="nearest")[0]  # [2,H,W]
+    yy = (y - 16.0) * (1.0 / 219.0)
+    u = (uv[0] - 128.0) * (1.0 / 224.0)
+    v = (uv[1] - 128.0) * (1.0 / 224.0)
+    rgb = torch.stack([yy + 1.402 * v, yy - 0.344136 * u - 0.714136 * v, yy + 1.772 * u])  # [3,H,W]
+    return rgb.clamp_(0.0, 1.0)[None]
+
+
+def rgb_to_yuv420(rgb):
+    """float RGB [1,3,H,W] in [0,1] (H, W even) -> uint8 I420 planes [H*3/2, W]."""
+    import torch
+    import torch.nn.functional as F
+
+    r, g, b = rgb[0, 0], rgb[0, 1], rgb[0, 2]
+    H, W = r.shape
+    y = 16.0 + 219.0 * (0.299 * r + 0.587 * g + 0.114 * b)
+    u = 128.0 + 224.0 * (-0.168736 * r - 0.331264 * g + 0.5 * b)
+    v = 128.0 + 224.0 * (0.5 * r - 0.418688 * g - 0.081312 * b)
+    uv = F.avg_pool2d(torch.stack([u, v])[None], 2)[0]  # [2,H/2,W/2]
+    out = torch.cat([y.reshape(-1), uv.reshape(-1)]).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return out.reshape(H * 3 // 2, W)
+
+
+def hwc_to_nchw(img, dtype=None):
+    """uint8 [H,W,C] -> float [1,C,H,W] in [0,1]."""
+    import torch
+
+    return img.permute(2, 0, 1)[None].to(dtype or torch.float32).mul_(1.0 / 255.0)
+
+
+def nchw_to_hwc_uint8(x):
+    """float [1,C,H,W] in [0,1] -> uint8 [H,W,C] (rounded, clipped), contiguous."""
+    import torch
+
+    return x[0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def prepare_torch(x, long_side: int):
+    """Device pre-processing of a frame x [1,3,H,W]: (full [1,3,Hp,Wp] edge-padded to whole
+    refiner cells, low [1,3,h,w] area-downscaled), as vmatte.api.prepare does on the host."""
+    import torch.nn.functional as F
+
+    H, W = x.shape[-2:]
+    Hp, Wp = padded_size(H, W)
+    h, w = lowres_size(H, W, long_side)
+    low = F.interpolate(x, size=(h, w), mode="area") if (h, w) != (H, W) else x
+    full = F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate") if (Hp, Wp) != (H, W) else x
+    return full, low
+
+
+def gaussian_blur_torch(x, sigma: float):
+    """Separable Gaussian blur of x [B,C,h,w] (depthwise, reflect padding)."""
+    import torch
+    import torch.nn.functional as F
+
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    C = x.shape[1]
+    r = min(r, x.shape[-1] - 1, x.shape[-2] - 1)
+    k = k[k.numel() // 2 - r: k.numel() // 2 + r + 1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def blur_background_torch(x, alpha, sigma: float = 16.0):
+    """Blur the background behind the person: x [1,3,H,W], alpha [1,1,H,W] -> [1,3,H,W].
+    Background-weighted blur at reduced resolution, as vmatte.ops.compose.blur_background."""
+    import torch
+    import torch.nn.functional as F
+
+    if sigma <= 0:
+        return x
+    H, W = x.shape[-2:]
+    s = min(1.0, 3.0 / sigma)
+    sh, sw = max(1, round(H * s)), max(1, round(W * s))
+    wb = 1.0 - alpha
+    small = F.interpolate(torch.cat([x * wb, wb, x], 1), size=(sh, sw), mode="area")  # [1,7,sh,sw]
+    small = gaussian_blur_torch(small, sigma * s)
+    num, den, plain = small[:, :3], small[:, 3:4], small[:, 4:]
+    blurred = torch.where(den > 1e-2, num / den.clamp_min(1e-6), plain)
+    blurred = F.interpolate(blurred, size=(H, W), mode="bilinear", align_corners=False)
+    return alpha * x + (1.0 - alpha) * blurred
+
+
+# ---------------------------------------------------------------------------------------------
+# The GPU program: one frame in, one composited frame out, all on the device
+# ---------------------------------------------------------------------------------------------
+IN_FORMATS = ("rgb24", "yuv420p", "nv12")
+OUT_FORMATS = ("rgb24", "rgba", "yuv420p", "alpha")
+
+
+class MattingProgram:
+    """uint8 frame on the device -> uint8 composited frame on the device.
+
+    backend: a torch backend (TorchBackend / TorchCudaBackend; uses its `_chain` and dtype).
+    background: "blur", an (r, g, b) colour, an RGB uint8 image (cover-resized to each frame size),
+    or None (keep the frame: useful with out_format "rgba" or "alpha").
+    in_format: rgb24 [H,W,3] | yuv420p / nv12 [H*3/2,W]; out_format: rgb24 | rgba | yuv420p | alpha.
+    With a CUDA backend that has graphs, the whole program (conversion, model, compositing) is one
+    CUDA graph per frame size."""
+
+    def __init__(self, backend, long_side: int = 256, background: Any = "blur", in_format: str = "rgb24",
+                 out_format: str = "rgb24", blur_sigma: float = 16.0, graphs: bool | None = None,
+                 compile: bool = False):
+        if in_format not in IN_FORMATS:
+            raise ValueError(f"in_format {in_format!r} is not supported; use one of {IN_FORMATS}")
+        if out_format not in OUT_FORMATS:
+            raise ValueError(f"out_format {out_format!r} is not supported; use one of {OUT_FORMATS}")
+        import torch
+
+        self.torch = torch
+        self.backend = backend
+        self.long_side = int(long_side)
+        self.in_format, self.out_format = in_format, out_format
+        self.blur_sigma = blur_sigma
+        self.dtype = backend.dtype
+        self.device = torch.device(backend._device())
+        self.channels_last = bool(getattr(backend, "channels_last", False))
+        self._bg_image = background if isinstance(background, np.ndarray) else None
+        self.background = "image" if self._bg_image is not None else background
+        self._bg_cache: dict[tuple[int, int], Any] = {}
+        self.color = None
+        if isinstance(background, (tuple, list)):
+            if len(background) != 3:
+                raise ValueError(f"background colour {background!r} should be (r, g, b) in 0..255")
+            self.background = "color"
+            self.color = torch.tensor(background, dtype=self.dtype, device=self.device).view(1, 3, 1, 1) / 255.0
+        elif self.background not in ("blur", "image", None):
+            raise ValueError(f"background {background!r} is not supported here; use 'blur', (r,g,b), an image or None")
+        use_graphs = getattr(backend, "graphs", None) is not None if graphs is None else graphs
+        self._fn = torch.compile(self._forward, dynamic=False) if compile else self._forward
+        if use_graphs and self.device.type == "cuda":
+            from .backends.torch import GraphCache
+
+            self._graphs = GraphCache(self._fn)
+        else:
+            self._graphs = None
+
+    def frame_shape(self, in_shape: Sequence[int]) -> tuple[int, int]:
+        """(H, W) of a frame from the shape of its input buffer."""
+        if self.in_format == "rgb24":
+            return int(in_shape[0]), int(in_shape[1])
+        return int(in_shape[0]) * 2 // 3, int(in_shape[1])
+
+    def out_shape(self, in_shape: Sequence[int]) -> tuple[int, ...]:
+        H, W = self.frame_shape(in_shape)
+        return {"rgb24": (H, W, 3), "rgba": (H, W, 4), "yuv420p": (H * 3 // 2, W), "alpha": (H, W)}[self.out_format]
+
+    def _bg(self, H: int, W: int):
+        if (H, W) not in self._bg_cache:
+            from .ops.compose import cover_resize
+
+            img = cover_resize(self._bg_image, H, W)
+            self._bg_cache[(H, W)] = hwc_to_nchw(self.torch.from_numpy(np.ascontiguousarray(img)).to(self.device),
+                                                 self.dtype)
+        return self._bg_cache[(H, W)]
+
+    def _forward(self, frame):
+        """The whole per-frame program on uint8 `frame`; returns uint8 out_shape."""
+        torch = self.torch
+        H, W = self.frame_shape(frame.shape)
+        if self.in_format == "rgb24":
+            x = hwc_to_nchw(frame, self.dtype)  # [1,3,H,W]
+        else:
+            x = yuv420_to_rgb(frame, H, W, nv12=self.in_format == "nv12", dtype=self.dtype)
+        full, low = prepare_torch(x, self.long_side)
+        if self.channels_last:
+            full = full.contiguous(memory_format=torch.channels_last)
+            low = low.contiguous(memory_format=torch.channels_last)
+        alpha = self.backend._chain(full, low)[:, :, :H, :W]  # [1,1,H,W]
+        if self.out_format == "alpha":
+            return alpha[0, 0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        if self.background == "blur":
+            y = blur_background_torch(x, alpha, self.blur_sigma)
+        elif self.background == "color":
+            y = alpha * x + (1.0 - alpha) * self.color
+        elif self.background == "image":
+            y = alpha * x + (1.0 - alpha) * self._bg(H, W)
+        else:
+            y = x
+        if self.out_format == "rgba":
+            return nchw_to_hwc_uint8(torch.cat([y, alpha], 1))
+        if self.out_format == "yuv420p":
+            return rgb_to_yuv420(y.float())
+        return nchw_to_hwc_uint8(y)
+
+    def __call__(self, frame):
+        """Run on the current stream. With graphs the result is a static buffer: copy it out
+        (in stream order) before the next call with the same frame size."""
+        if self._graphs is not None:
+            if self.background == "image":
+                self._bg(*self.frame_shape(frame.shape))  # build outside the capture
+            return self._graphs(frame)
+        with self.torch.inference_mode():
+            return self._fn(frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipelined runner
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    """What a run did: frames, wall time, the most slots in flight at once, per-frame stage times."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    max_in_flight: int = 0
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"upload": [], "compute": [], "download": []})
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Stopped(Exception):
+    """Internal: another thread failed."""
+
+
+class _Slot:
+    def __init__(self, layer, idx: int) -> None:
+        self.idx = idx
+        self.shape: tuple | None = None
+        self.host_in = self.dev_in = self.dev_out = self.host_out = None
+        self.ev_start, self.ev_up, self.ev_comp, self.ev_down = (layer.new_event() for _ in range(4))
+        self.meta: Any = None
+
+    def ensure(self, layer, in_shape: tuple, out_shape: tuple) -> None:
+        """(Re)allocate the slot's four buffers when the frame size changes."""
+        import torch
+
+        if self.shape == (in_shape, out_shape):
+            return
+        self.host_in = layer.empty_host(in_shape, torch.uint8)
+        self.dev_in = layer.empty_device(in_shape, torch.uint8)
+        self.dev_out = layer.empty_device(out_shape, torch.uint8)
+        self.host_out = layer.empty_host(out_shape, torch.uint8)
+        self.shape = (in_shape, out_shape)
+
+
+def _frame_array(item: Any) -> tuple[np.ndarray, Any]:
+    """(uint8 array, metadata) of a source item: an array, a vmatte.io Frame, or (array, meta)."""
+    if isinstance(item, np.ndarray):
+        return item, None
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
+        return item
+    rgb = getattr(item, "rgb", None)
+    if isinstance(rgb, np.ndarray):
+        return rgb, item
+    raise TypeError(f"GPU runner got a source item of type {type(item).__name__}; expected a uint8 numpy "
+                    "array, a vmatte.io Frame or an (array, meta) tuple")
+
+
+class GpuRunner:
+    """Run `program` (uint8 device frame -> uint8 device frame) over a source, `slots` frames in
+    flight, delivering results in order to `sink(index, out: np.ndarray, meta)` in the caller's
+    thread. `out` is a view of a pinned buffer that is reused once sink returns: copy it to keep it
+    (`copy_out=True` does). out_shape(in_shape) gives the output buffer shape (default: the
+    program's `out_shape`, else the input's)."""
+
+    def __init__(self, program: Callable, slots: int = 4, layer=None, decode_queue: int = 4,
+                 out_shape: Callable[[tuple], tuple] | None = None, copy_out: bool = False, timing: bool = True):
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.program = program
+        self.layer = layer if layer is not None else default_layer()
+        self.n_slots = slots
+        self.decode_queue = max(1, decode_queue)
+        self.out_shape = out_shape or getattr(program, "out_shape", None) or (lambda s: tuple(s))
+        self.copy_out = copy_out
+        self.timing = timing
+        L = self.layer
+        self.s_up, self.s_comp, self.s_down = L.new_stream(), L.new_stream(), L.new_stream()
+        self.slots = [_Slot(L, i) for i in range(slots)]
+        self.stats = RunStats()
+
+    # -- blocking helpers that notice a stop ---------------------------------------------------
+    def _put(self, q: queue.Queue, item) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue):
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+
+    def _fail(self, e: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = e
+        self._stop.set()
+
+    # -- threads -------------------------------------------------------------------------------
+    def _decode(self, source: Iterable, q_in: queue.Queue) -> None:
+        try:
+            for i, item in enumerate(source):
+                self._put(q_in, (i, item))
+            self._put(q_in, _END)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - forwarded to the caller
+            self._fail(e)
+
+    def _submit(self, q_in: queue.Queue, free: queue.Queue, done: queue.Queue) -> None:
+        import torch
+
+        L = self.layer
+        try:
+            while True:
+                msg = self._get(q_in)
+                if msg is _END:
+                    break
+                i, item = msg
+                arr, meta = _frame_array(item)
+                if arr.dtype != np.uint8:
+                    raise TypeError(f"GPU runner frame {i} has dtype {arr.dtype}; expected uint8")
+                slot = self.slots[self._get(free)]  # back-pressure: wait for a free slot
+                with self._lock:
+                    self._in_flight += 1
+                    self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+                slot.ensure(L, tuple(arr.shape), tuple(self.out_shape(tuple(arr.shape))))
+                slot.meta = (i, meta)
+                np.copyto(slot.host_in.numpy(), arr)  # into pinned memory
+                with L.stream(self.s_up):
+                    L.record(slot.ev_start, self.s_up)
+                    slot.dev_in.copy_(slot.host_in, non_blocking=True)
+                    L.record(slot.ev_up, self.s_up)
+                with L.stream(self.s_comp):
+                    L.wait(self.s_comp, slot.ev_up)
+                    with torch.inference_mode():
+                        out = self.program(slot.dev_in)
+                        if tuple(out.shape) != tuple(slot.dev_out.shape):
+                            raise ValueError(f"GPU program returned shape {tuple(out.shape)} for input "
+                                             f"{tuple(arr.shape)}; out_shape said {tuple(slot.dev_out.shape)}")
+                        slot.dev_out.copy_(out)  # the program's output may be a reused (graph) buffer
+                    L.record(slot.ev_comp, self.s_comp)
+                with L.stream(self.s_down):
+                    L.wait(self.s_down, slot.ev_comp)
+                    slot.host_out.copy_(slot.dev_out, non_blocking=True)
+                    L.record(slot.ev_down, self.s_down)
+                done.put(slot.idx)  # FIFO: frames reach the caller in submission order
+            done.put(_END)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+
+    def run(self, source: Iterable, sink: Callable[[int, np.ndarray, Any], None]) -> RunStats:
+        """Process every item of `source`; returns RunStats. Re-raises the first error."""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._in_flight = 0
+        self.stats = RunStats()
+        q_in: queue.Queue = queue.Queue(self.decode_queue)
+        free: queue.Queue = queue.Queue()
+        for s in self.slots:
+            free.put(s.idx)
+        done: queue.Queue = queue.Queue()
+        threads = [threading.Thread(target=self._decode, args=(source, q_in), name="gpu-decode", daemon=True),
+                   threading.Thread(target=self._submit, args=(q_in, free, done), name="gpu-submit", daemon=True)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        want = 0
+        try:
+            while True:
+                idx = self._get(done)
+                if idx is _END:
+                    break
+                slot = self.slots[idx]
+                self.layer.sync(slot.ev_down)
+                i, meta = slot.meta
+                if i != want:  # pragma: no cover - would be a bug in the FIFO hand-off
+                    raise RuntimeError(f"GPU runner delivered frame {i} when {want} was due; this is a bug")
+                if self.timing:
+                    st = self.stats.stage_ms
+                    st["upload"].append(slot.ev_start.elapsed_ms(slot.ev_up))
+                    st["compute"].append(slot.ev_up.elapsed_ms(slot.ev_comp))
+                    st["download"].append(slot.ev_comp.elapsed_ms(slot.ev_down))
+                out = slot.host_out.numpy()
+                sink(i, out.copy() if self.copy_out else out, meta)
+                want += 1
+                with self._lock:
+                    self._in_flight -= 1
+                free.put(idx)
+        except _Stopped:
+            pass
+        except BaseException as e:  # sink error or Ctrl-C: stop the others and re-raise
+            self._fail(e)
+        finally:
+            self._stop.set()
+            for t in threads:
+                t.join(timeout=5)
+        self.stats.frames = want
+        self.stats.seconds = time.perf_counter() - t0
+        if self._error is not None:
+            raise self._error
+        return self.stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Video I/O for the GPU path (PyAV): planar YUV in and out, so colour conversion stays on the GPU
+# ---------------------------------------------------------------------------------------------
+def open_video_reader(path: str, hwaccel: bool = True):
+    """av container for `path`, decoding on NVDEC (PyAV hwaccel 'cuda') when it is there and
+    falling back to software otherwise. Returns (container, stream, used_hw: bool)."""
+    import av
+
+    c = None
+    if hwaccel:
+        try:
+            from av.codec.hwaccel import HWAccel, hwdevices_available
+
+            if "cuda" in hwdevices_available():
+                c = av.open(str(path), hwaccel=HWAccel("cuda", allow_software_fallback=True))
+        except Exception as e:  # noqa: BLE001 - no driver, no libnvcuvid: software decode
+            log.info("NVDEC decode unavailable (%s); decoding on the CPU", e)
+            c = None
+    used_hw = c is not None
+    if c is None:
+        c = av.open(str(path))
+    vs = c.streams.video[0]
+    vs.thread_type = "AUTO"
+    return c, vs, used_hw
+
+
+def iter_yuv_frames(path: str, hwaccel: bool = True, fmt: str = "yuv420p", info: dict | None = None):
+    """Yield (planes uint8 [H*3/2, W], (pts, time_base)) of a video: the decoder's own planes when
+    they are already `fmt` (no colour conversion on the CPU). `info` gets 'hw' and 'format'."""
+    c, vs, used_hw = open_video_reader(path, hwaccel)
+    try:
+        for k, f in enumerate(c.decode(vs)):
+            if info is not None and k == 0:
+                info.update(hw=used_hw and f.format.name in ("cuda", "nv12"), format=f.format.name)
+            yield f.to_ndarray(format=fmt), (f.pts, f.time_base)
+    finally:
+        c.close()
+
+
+class YuvVideoWriter:
+    """Encode I420 planes [H*3/2, W] into a video: h264_nvenc when the GPU has NVENC, else libx264
+    (`codec` forces one). Use as a sink: writer(index, planes, meta)."""
+
+    def __init__(self, path: str, width: int, height: int, rate: Any = 30, codec: str | None = None,
+                 options: dict | None = None) -> None:
+        import av
+        from fractions import Fraction
+
+        self.container = av.open(str(path), "w")
+        tried = [codec] if codec else ["h264_nvenc", "libx264"]
+        last = None
+        for name in tried:
+            try:
+                opts = options or ({"preset": "p1", "tune": "ull"} if "nvenc" in name else {"preset": "ultrafast", "crf": "20"})
+                st = self.container.add_stream(name, rate=Fraction(rate).limit_denominator(100000), options=opts)
+                st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+                st.thread_type = "AUTO"
+                st.codec_context.open()  # fails here when NVENC is missing
+                self.stream, self.codec = st, name
+                break
+            except Exception as e:  # noqa: BLE001
+                last = e
+                log.info("encoder %s unavailable (%s)", name, e)
+                self.container.close()
+                self.container = av.open(str(path), "w")
+        else:
+            raise RuntimeError(f"no H.264 encoder could be opened ({last}); install an FFmpeg build with libx264")
+        self.frames = 0
+
+    def __call__(self, index: int, planes: np.ndarray, meta: Any = None) -> None:
+        import av
+
+        f = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        f.pts = self.frames
+        for p in self.stream.encode(f):
+            self.container.mux(p)
+        self.frames += 1
+
+    def close(self) -> None:
+        for p in self.stream.encode(None):
+            self.container.mux(p)
+        self.container.close()
