@@ -243,7 +243,7 @@ def rvm(path: Path, frames: int, size=(1080, 1920)) -> dict:
     return out
 
 
-def variants(model, long_side: int, frames: int) -> dict:
+def variants(model, long_side: int, frames: int, compile: bool = False) -> dict:
     """Graph throughput (batch 1) of layout / BatchNorm-folding / torch.compile variants, and a
     kernel census of one eager 1080p frame (how many kernels, how much GPU time they sum to)."""
     import copy
@@ -260,8 +260,8 @@ def variants(model, long_side: int, frames: int) -> dict:
         for label, h, w in B.parse_sizes("480p,1080p,4k"):
             out["throughput_fps"][f"{name} {label}"] = _graph_fps(be, long_side, h, w, frames)
         del be
-    log("variants: torch.compile")
-    for label, h, w in B.parse_sizes("1080p"):
+    log("variants: torch.compile" if compile else "variants: torch.compile skipped (pass --compile)")
+    for label, h, w in (B.parse_sizes("1080p") if compile else []):
         try:
             t0 = time.perf_counter()
             be = TorchCudaBackend(None, model=copy.deepcopy(model), compile=True)
@@ -389,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer frames (smoke test)")
     ap.add_argument("--steps", default="parity,model_only,program_only,end_to_end,rvm",
                     help="comma-separated subset of parity,variants,model_only,program_only,end_to_end,rvm")
+    ap.add_argument("--compile", action="store_true",
+                    help="variants: also time torch.compile (inductor) inside the graph; takes minutes to compile")
     ap.add_argument("--e2e-runs", default="all", help="'all' or 'cpu' (software decode only)")
     args = ap.parse_args(argv)
     import torch
@@ -416,7 +418,7 @@ def main(argv=None) -> int:
              ("program_only", lambda: program_only(model, long_side, "1080p,4k", args.frames)),
              ("end_to_end", lambda: end_to_end(model, long_side, args.e2e_frames, tmp)),
              ("rvm", lambda: rvm(Path(args.rvm), max(20, args.frames // 4))),
-             ("variants", lambda: variants(model, long_side, args.frames)))
+             ("variants", lambda: variants(model, long_side, args.frames, compile=args.compile)))
     wanted = [s.strip() for s in args.steps.split(",")]
     steps = sorted((s for s in steps if s[0] in wanted), key=lambda s: wanted.index(s[0]))
     global E2E_RUNS

@@ -218,3 +218,24 @@ def test_cuda_runner_graph_program_matches_eager():
         outs[name] = res
     for a, b in zip(outs["graph"], outs["eager"]):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+
+
+def test_fold_batchnorm_keeps_outputs():
+    import copy
+
+    from vmatte.backends.torch import fold_batchnorm
+    from vmatte.registry import create_model
+
+    torch.manual_seed(1)
+    m = create_model("rt").eval()
+    for mod in m.modules():  # non-trivial statistics, as after training
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+    f = fold_batchnorm(copy.deepcopy(m))
+    assert not any(isinstance(q, torch.nn.BatchNorm2d) for q in f.modules())
+    x, lo = torch.rand(1, 3, 128, 192), torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert float((m(x, lo) - f(x, lo)).abs().max()) < 1e-4

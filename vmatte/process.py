@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,12 @@ def _check_alpha_out(a, rgb: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def matte_workers() -> int:
+    """Frames matted in parallel: the CPU backends run one intra-op thread per call, so one
+    worker per core (at most 4) keeps the cores busy while decode/encode run in their threads."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def process(input: str | Path, output: str | Path, *, matter: MatterLike | None = None,
             background: str | Background | None = "blur", output_kind: str = "composite",
             overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
@@ -124,7 +131,7 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | None 
                     progress(done[0], total)
 
             with sink:
-                Pipeline(iter(src), [Stage(matte, 1, "matte"), Stage(composite, 1, "composite")], write,
+                Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")], write,
                          queue_size=queue_size).run()
                 if done[0] == 0:
                     raise VmatteError(f"{inp} has no decodable video frames; check the file")
