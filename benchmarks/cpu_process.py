@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,22 +67,20 @@ class _ConstMatter:
         return a
 
 
-class RVMMatter:
-    """Robust Video Matting (MobileNetV3 ONNX) with its recurrent state carried between frames."""
+class SequentialRVM:
+    """Robust Video Matting with its recurrent state carried frame to frame. A recurrent model
+    cannot matte frames in parallel, so calls from the pipeline's workers are serialised (its
+    onnxruntime session uses every core by itself)."""
 
     def __init__(self, path: Path, downsample: float = 0.375):
-        import onnxruntime as ort
+        from vmatte.rvm import RVMMatter
 
-        self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-        self.ds = np.array([downsample], np.float32)
+        self.rvm = RVMMatter(path, downsample_ratio=downsample, recurrent=True)
+        self.lock = threading.Lock()
 
     def matte(self, rgb: np.ndarray) -> np.ndarray:
-        src = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]  # [1,3,H,W]
-        fgr, pha, *self.rec = self.sess.run(None, {"src": src, "r1i": self.rec[0], "r2i": self.rec[1],
-                                                    "r3i": self.rec[2], "r4i": self.rec[3],
-                                                    "downsample_ratio": self.ds})
-        return pha[0, 0]
+        with self.lock:
+            return self.rvm.matte(rgb)
 
 
 def main() -> int:
@@ -105,7 +104,7 @@ def main() -> int:
         except Exception as e:  # noqa: BLE001
             rows.append((f"vmatte process, default model: unavailable ({type(e).__name__}: {e})", float("nan")))
         if RVM.exists():
-            r = process(clip, tmp / "rvm.mp4", matter=RVMMatter(RVM), overwrite=True)
+            r = process(clip, tmp / "rvm.mp4", matter=SequentialRVM(RVM), overwrite=True)
             rows.append(("Robust Video Matting ONNX (same pipeline), blur", r.fps))
         else:
             rows.append((f"Robust Video Matting: {RVM} absent", float("nan")))

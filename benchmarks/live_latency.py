@@ -1,11 +1,15 @@
 """Live-loop benchmark: a video played as a 1280x720 30 fps camera -> matting -> blur -> null sink.
 
 Per matting model it reports sustained output fps, frame-in to frame-out latency (p50/p95), dropped
-frames, and static-region flicker: the mean |alpha_t - alpha_t-1| over pixels whose frame difference
-is below a threshold (the scene does not move there, so neither should the matte), without
-smoothing, with plain EMA smoothing and with motion-adaptive smoothing. Prints a markdown table.
+frames, the mean time per stage, the CPU other processes took meanwhile, and static-region
+flicker: the mean |alpha_t - alpha_t-1| over pixels whose frame difference is below a threshold
+(the scene does not move there, so neither should the matte), without smoothing, with plain EMA
+smoothing and with motion-adaptive smoothing. Flicker is measured offline over the video's own
+consecutive DISTINCT frames at its native rate (a 15 fps clip played as a 30 fps camera would
+otherwise compare a frame with itself), RVM with its recurrent state carried the same way.
+Prints markdown tables.
 
-    python benchmarks/live_latency.py --seconds 20 [--weights rt.safetensors] [--backend auto]
+    python benchmarks/live_latency.py --seconds 20 [--workers 1 2] [--threads 1 2] [--weights rt.safetensors]
 
 Models: vmatte (shipped weights, or --weights; --random-init times an untrained model when there are
 none) and Robust Video Matting (ONNX, recurrent) when its file is present.
@@ -71,8 +75,8 @@ def make_camera(args, realtime: bool):
     return SyntheticCamera(args.width, args.height, args.fps, realtime)
 
 
-def vmatte_matter(args):
-    """(name, Matter) for vmatte, or (name, None, why)."""
+def vmatte_matter(args, threads: int = 1):
+    """(name, Matter) for vmatte with `threads` onnxruntime threads per session, or (name, None, why)."""
     from vmatte.api import Matter
     from vmatte.weights import shipped_weights
 
@@ -87,7 +91,8 @@ def vmatte_matter(args):
         weights = Path(tempfile.mkdtemp(prefix="vmatte-bench-")) / f"{args.model}-random.safetensors"
         save_weights(create_model(args.model).eval(), weights)
         label += " (random init: timing only)"
-    m = Matter(model=args.model, backend=args.backend, size=args.size, weights=weights)
+    opts = {"threads": threads} if args.backend in ("auto", "onnxruntime") else {}
+    m = Matter(model=args.model, backend=args.backend, size=args.size, weights=weights, **opts)
     return f"{label} [{m.backend_name}]", m, ""
 
 
@@ -100,31 +105,82 @@ def rvm_matter(args):
     return "RVM mobilenetv3 (onnxruntime CPU, recurrent)", RVMMatter(path, recurrent=True), ""
 
 
-def live_run(args, matte) -> dict:
+class I420Sink(NullSink):
+    """A null sink that still pays the virtual camera's colour conversion (RGB -> I420)."""
+
+    def send(self, frame: np.ndarray) -> None:
+        super().send(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420))
+
+
+def _cpu_ticks() -> tuple[float, float]:
+    """(all CPU seconds used on the machine, this process's CPU seconds) so far."""
+    with open("/proc/stat") as f:
+        v = [float(x) for x in f.readline().split()[1:]]
+    busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0.0)  # minus idle and iowait
+    t = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
+
+
+def live_run(args, matte, workers: int = 1) -> dict:
     with make_camera(args, realtime=True) as cam:
-        loop = LiveLoop(cam, matte, [NullSink()], background="blur", smoothing=args.smoothing,
-                        max_seconds=args.seconds, stats_every=5.0)
-        return loop.run().as_dict()
+        loop = LiveLoop(cam, matte, [I420Sink()], background="blur", smoothing=args.smoothing,
+                        max_seconds=args.seconds, stats_every=5.0, workers=workers)
+        try:
+            c0 = _cpu_ticks()
+        except OSError:
+            c0 = None
+        res = loop.run().as_dict()
+        if c0 is not None:
+            c1 = _cpu_ticks()
+            # CPU taken by other processes during the run, in cores (0 = the machine was ours).
+            res["foreign_cores"] = max(0.0, ((c1[0] - c0[0]) - (c1[1] - c0[1])) / res["seconds"])
+            res["own_cores"] = (c1[1] - c0[1]) / res["seconds"]
+        res["skipped_by_camera"] = getattr(cam, "skipped", 0)
+        return res
 
 
-def flicker_run(args, matte) -> dict:
-    """Flicker before/after smoothing over the first `flicker_frames` frames (offline, every frame)."""
-    frames, alphas = [], []
-    with make_camera(args, realtime=False) as cam:
-        for _ in range(args.flicker_frames):
+def distinct_frames(args) -> list[np.ndarray]:
+    """The first `flicker_frames` frames of the video in order, at its own rate (every frame
+    decoded once, consecutive duplicates removed), scaled like the live camera."""
+    frames: list[np.ndarray] = []
+    if not VIDEO.is_file() or args.synthetic:
+        cam = SyntheticCamera(args.width, args.height, args.fps, realtime=False)
+    else:
+        cam = FileCamera(args.video or VIDEO, args.width, args.height, loop=False, realtime=False)
+    with cam:
+        while len(frames) < args.flicker_frames:
             fr = cam.read()
             if fr is None:
                 break
+            if frames and np.array_equal(frames[-1], fr.rgb):
+                continue
             frames.append(fr.rgb)
-            alphas.append(matte(fr.rgb))
-    out = {}
+    return frames
+
+
+def flicker_run(args, matte, frames: list[np.ndarray]) -> dict:
+    """Flicker before/after smoothing over consecutive distinct frames (offline, in order)."""
+    # Copy each matte: Matter.matte may return a view of a buffer that its next call overwrites.
+    alphas = [np.array(matte(f), np.float32, copy=True) for f in frames]
+    out = {"frames": len(frames)}
     for key, s, adaptive in (("raw", 0.0, False), ("ema", args.smoothing, False), ("adaptive", args.smoothing, True)):
         sm = MatteSmoother(s, motion_adaptive=adaptive)
         sa = [sm(f, a) for f, a in zip(frames, alphas)]
         vals = [static_flicker(frames[i - 1], frames[i], sa[i - 1], sa[i], args.threshold) for i in range(1, len(sa))]
         out[key] = float(np.nanmean(vals)) if vals else float("nan")
+        # The same over static pixels of the matte's edge band only (0.02 < alpha < 0.98 in either
+        # frame): the flat 0/1 areas dilute the figure above, flicker lives at the edges.
+        edge = []
+        for i in range(1, len(sa)):
+            m = motion_map(frames[i - 1], frames[i], sa[i].shape) < args.threshold
+            band = m & (((sa[i] > 0.02) & (sa[i] < 0.98)) | ((sa[i - 1] > 0.02) & (sa[i - 1] < 0.98)))
+            if band.any():
+                edge.append(float(np.abs(sa[i] - sa[i - 1])[band].mean()))
+        out[key + "_edge"] = float(np.mean(edge)) if edge else float("nan")
     static = [float((motion_map(frames[i - 1], frames[i]) < args.threshold).mean()) for i in range(1, len(frames))]
     out["static_share"] = float(np.mean(static)) if static else float("nan")
+    diffs = [float(np.abs(alphas[i] - alphas[i - 1]).mean()) for i in range(1, len(alphas))]
+    out["all_pixels_raw"] = float(np.mean(diffs)) if diffs else float("nan")
     return out
 
 
@@ -145,36 +201,62 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--rvm", default=str(RVM), help="RVM ONNX file (skipped when absent)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm", "live", "flicker"])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="vmatte frames in flight (matte threads)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="vmatte onnxruntime threads per session")
+    p.add_argument("--rvm-threads", type=int, default=0, help="RVM onnxruntime threads (0: its default)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     src = "synthetic" if args.synthetic or not VIDEO.is_file() else Path(args.video or VIDEO).name
-    print(f"camera: {src} as {args.width}x{args.height} @ {args.fps:g} fps; live {args.seconds:g} s per model; "
-          f"blur background, null sink; smoothing {args.smoothing}; flicker over {args.flicker_frames} frames, "
-          f"static = grey change < {args.threshold}; {os.cpu_count()} CPU threads\n", file=sys.stderr)
-    rows, notes = [], []
-    for key, factory in (("vmatte", vmatte_matter), ("rvm", rvm_matter)):
-        if key in args.skip:
-            continue
-        name, m, why = factory(args)
+    print(f"camera: {src} as {args.width}x{args.height} @ {args.fps:g} fps; live {args.seconds:g} s per run; "
+          f"blur background, null sink after RGB->I420; smoothing {args.smoothing}; flicker over up to "
+          f"{args.flicker_frames} distinct frames, static = grey change < {args.threshold}; "
+          f"{os.cpu_count()} CPU threads\n", file=sys.stderr)
+    lives, flicks, notes = [], [], []
+    frames = distinct_frames(args) if "flicker" not in args.skip else []
+    if "vmatte" not in args.skip:
+        for th in args.threads:
+            name, m, why = vmatte_matter(args, th)
+            if m is None:
+                notes.append(f"- {name}: skipped ({why})")
+                break
+            if "live" not in args.skip:
+                for wk in args.workers:
+                    lives.append((f"{name}, {th} thread(s)/session, {wk} in flight", live_run(args, m.matte, wk)))
+            if frames and not flicks:
+                flicks.append((name, flicker_run(args, m.matte, frames)))
+            m.close()
+    if "rvm" not in args.skip:
+        name, m, why = rvm_matter(args)
         if m is None:
             notes.append(f"- {name}: skipped ({why})")
-            continue
-        live = live_run(args, m.matte)
-        if hasattr(m, "reset"):
-            m.reset()
-        fl = flicker_run(args, m.matte)
-        rows.append((name, live, fl))
-    print(f"| model | fps out | latency p50 (ms) | p95 (ms) | dropped | matte (ms) | flicker raw | "
-          f"EMA {args.smoothing} | adaptive {args.smoothing} |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, lv, fl in rows:
-        print(f"| {name} | {lv['fps']:.1f} | {lv['latency_ms_p50']:.0f} | {lv['latency_ms_p95']:.0f} | "
-              f"{lv['dropped'] + lv['late']} of {lv['frames_in']} | {lv['timings_ms']['matte']:.0f} | "
-              f"{fl['raw']:.4f} | {fl['ema']:.4f} | {fl['adaptive']:.4f} |")
-    if rows:
-        print(f"\nstatic pixels: {rows[0][2]['static_share']:.0%} of each frame on average; "
+        else:
+            if "live" not in args.skip:
+                lives.append((name, live_run(args, m.matte, 1)))
+            if frames:
+                m.reset()
+                flicks.append((name, flicker_run(args, m.matte, frames)))
+    if lives:
+        print("| run | fps out | latency p50 (ms) | p95 (ms) | max (ms) | dropped | wait | matte | queue | "
+              "prepare | smooth | composite | sink (ms) | other procs (cores) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, lv in lives:
+            t = lv["timings_ms"]
+            print(f"| {name} | {lv['fps']:.1f} | {lv['latency_ms_p50']:.0f} | {lv['latency_ms_p95']:.0f} | "
+                  f"{lv['latency_ms_max']:.0f} | {lv['dropped'] + lv['late']} of {lv['frames_in']} | "
+                  f"{t.get('wait', 0):.1f} | {t.get('matte', 0):.1f} | {t.get('queue', 0):.1f} | "
+                  f"{t.get('prepare', 0):.1f} | {t.get('smooth', 0):.1f} | {t.get('composite', 0):.1f} | {t.get('sinks', 0):.1f} | "
+                  f"{lv.get('foreign_cores', float('nan')):.2f} |")
+    if flicks:
+        print(f"\n| model | frames | flicker raw | EMA {args.smoothing} | adaptive {args.smoothing} | "
+              f"edge band raw | EMA {args.smoothing} | adaptive {args.smoothing} | all pixels raw |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, fl in flicks:
+            print(f"| {name} | {fl['frames']} | {fl['raw']:.4f} | {fl['ema']:.4f} | {fl['adaptive']:.4f} | "
+                  f"{fl['raw_edge']:.4f} | {fl['ema_edge']:.4f} | {fl['adaptive_edge']:.4f} | "
+                  f"{fl['all_pixels_raw']:.4f} |")
+        print(f"\nstatic pixels: {flicks[0][1]['static_share']:.0%} of each frame on average; "
               "flicker = mean |alpha_t - alpha_t-1| there (lower is steadier).")
     for n in notes:
         print(n)

@@ -113,8 +113,13 @@ def profile_for(component: str, sizes: Iterable[tuple[int, int]], long_side: int
     return prof
 
 
-def _trt_logger(trt: Any):
-    """A TensorRT logger that forwards to Python logging (falls back to trt.Logger)."""
+def trt_logger(trt: Any):
+    """One TensorRT logger per process (forwarding to Python logging), shared by builders and
+    runtimes: TensorRT keeps a pointer to the logger, so it must outlive every Builder/Runtime
+    that used it (a garbage-collected Python logger crashes the next TensorRT log call)."""
+    cached = getattr(trt, "_vmatte_logger", None)  # stored on the module: lives as long as it does
+    if cached is not None:
+        return cached
     try:
 
         class _Logger(trt.ILogger):
@@ -126,9 +131,21 @@ def _trt_logger(trt: Any):
                 level = {S.INTERNAL_ERROR: logging.ERROR, S.ERROR: logging.ERROR, S.WARNING: logging.WARNING, S.INFO: logging.DEBUG}.get(severity, logging.DEBUG)
                 log.log(level, "TensorRT: %s", msg)
 
-        return _Logger()
+        logger = _Logger()
     except Exception:  # older bindings or fakes
-        return trt.Logger(trt.Logger.WARNING)
+        logger = trt.Logger(trt.Logger.WARNING)
+    trt._vmatte_logger = logger
+    return logger
+
+
+def _parser_error_text(err: Any) -> str:
+    """Readable text of an OnnxParser error (IParserError: desc(), node(), node_name()...)."""
+    try:
+        text = str(err.desc())
+        node = err.node_name() if hasattr(err, "node_name") else err.node() if hasattr(err, "node") else None
+        return f"{text} (node {node})" if node not in (None, "", -1) else text
+    except Exception:
+        return str(err)
 
 
 def build_serialized_engine(onnx_path: str | Path, profile: dict[str, tuple], precision: str = "fp16", workspace_gb: float = DEFAULT_WORKSPACE_GB, timing_cache: str | Path | None = None, trt: Any = None) -> bytes:
@@ -139,18 +156,18 @@ def build_serialized_engine(onnx_path: str | Path, profile: dict[str, tuple], pr
     and saved after the build."""
     trt = trt or require_tensorrt()
     major = trt_major(trt)
-    logger = _trt_logger(trt)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     strong = strongly_typed_supported(trt)
-    if strong and major < 11:  # 11.x: strongly typed always; the flag is deprecated and ignored
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # needed on 9.x/10.x; 11.x accepts and ignores it
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     if major < 10 and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errs = "; ".join(_parser_error_text(parser.get_error(i)) for i in range(parser.num_errors))
         raise VmatteError(f"TensorRT {trt.__version__} cannot parse {onnx_path} ({errs or 'no details'}); re-export it with `vmatte export --format onnx` or update TensorRT")
 
     config = builder.create_builder_config()
@@ -170,14 +187,8 @@ def build_serialized_engine(onnx_path: str | Path, profile: dict[str, tuple], pr
         opt_profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
     config.add_optimization_profile(opt_profile)
 
-    cache = None
     if timing_cache is not None:
-        blob = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        cache = config.create_timing_cache(blob)
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            log.warning("timing cache %s does not fit this GPU/TensorRT; starting a new one", timing_cache)
-            cache = config.create_timing_cache(b"")
-            config.set_timing_cache(cache, ignore_mismatch=False)
+        _load_timing_cache(config, Path(timing_cache))
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -188,6 +199,26 @@ def build_serialized_engine(onnx_path: str | Path, profile: dict[str, tuple], pr
         except OSError as e:
             log.warning("could not save the timing cache %s (%s)", timing_cache, e)
     return bytes(memoryview(serialized))
+
+
+def _load_timing_cache(config: Any, path: Path) -> None:
+    """Attach the timing cache in `path` to `config`, or a fresh one when the file is missing,
+    unreadable or from another GPU/TensorRT (set_timing_cache(..., ignore_mismatch=False) -> False)."""
+    try:
+        blob = path.read_bytes() if path.is_file() else b""
+    except OSError as e:
+        log.warning("cannot read the timing cache %s (%s); starting a new one", path, e)
+        blob = b""
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception as e:  # a damaged file: TensorRT may raise instead of returning None
+            log.debug("create_timing_cache failed: %s", e)
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+        log.warning("timing cache %s is damaged or does not fit this GPU/TensorRT; starting a new one", path)
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 def engine_specs(model: str, weights_sha256: str, sizes: Sequence[tuple[int, int]], long_side: int, batch: int, precision: str, trt_version: str, gpu_name: str, compute_capability: str) -> dict[str, EngineSpec]:

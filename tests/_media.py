@@ -15,22 +15,22 @@ def frame_pattern(i: int, h: int, w: int) -> np.ndarray:
 
 
 def make_video(path: Path, *, n: int = 10, w: int = 64, h: int = 48, rate: int = 10, audio: bool = False,
-               rotation: int | None = None, pts: list[int] | None = None, codec: str = "libx264") -> Path:
-    """Write a tiny H.264 video (optionally with a 440 Hz sine audio track and a display rotation)."""
+               rotation: int | None = None, pts: list[int] | None = None, codec: str = "libx264",
+               pix_fmt: str = "yuv420p") -> Path:
+    """Write a tiny H.264 video (optionally with a 440 Hz sine audio track and a display rotation);
+    pix_fmt yuv444p allows odd sizes."""
     import av
 
     with av.open(str(path), "w") as c:
         vs = c.add_stream(codec, rate=rate)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         if pts is not None:
             from fractions import Fraction
 
             vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             vs.set_display_rotation(rotation)
-        if audio:
-            ast = c.add_stream("aac", rate=16000)
-            ast.layout = "mono"
+        ast = _add_audio(c) if audio else None
         for i in range(n):
             f = av.VideoFrame.from_ndarray(frame_pattern(i, h, w), format="rgb24")
             f.pts = pts[i] if pts is not None else i
@@ -40,29 +40,32 @@ def make_video(path: Path, *, n: int = 10, w: int = 64, h: int = 48, rate: int =
             c.mux(p)
         if audio:
             t = np.arange(int(16000 * n / rate)) / 16000
-            snd = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            af = av.AudioFrame.from_ndarray(snd, format="flt", layout="mono")
-            af.sample_rate, af.pts = 16000, 0
-            for p in ast.encode(af):
-                c.mux(p)
-            for p in ast.encode(None):
-                c.mux(p)
+            _mux_audio(c, ast, 0.3 * np.sin(2 * np.pi * 440 * t))
     return path
+
+
+def _add_audio(c):
+    """A mono 16 kHz AAC stream (added before any packet is muxed)."""
+    ast = c.add_stream("aac", rate=16000)
+    ast.layout = "mono"
+    return ast
+
+
+def _mux_audio(c, ast, samples: np.ndarray) -> None:
+    """Encode mono float samples [N] into `ast` and flush it."""
+    import av
+
+    af = av.AudioFrame.from_ndarray(samples.astype(np.float32)[None], format="flt", layout="mono")
+    af.sample_rate, af.pts = 16000, 0
+    for p in list(ast.encode(af)) + list(ast.encode(None)):
+        c.mux(p)
 
 
 def make_audio_only(path: Path) -> Path:
     import av
 
     with av.open(str(path), "w") as c:
-        ast = c.add_stream("aac", rate=16000)
-        ast.layout = "mono"
-        snd = np.zeros((1, 16000), np.float32)
-        af = av.AudioFrame.from_ndarray(snd, format="flt", layout="mono")
-        af.sample_rate, af.pts = 16000, 0
-        for p in ast.encode(af):
-            c.mux(p)
-        for p in ast.encode(None):
-            c.mux(p)
+        _mux_audio(c, _add_audio(c), np.zeros(16000, np.float32))
     return path
 
 

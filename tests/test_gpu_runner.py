@@ -239,3 +239,22 @@ def test_fold_batchnorm_keeps_outputs():
     x, lo = torch.rand(1, 3, 128, 192), torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         assert float((m(x, lo) - f(x, lo)).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("matrix,sws", [("bt601", 5), ("bt709", 1)])
+def test_yuv_matrices_match_swscale(matrix, sws):
+    """Our GPU colour maths agree with FFmpeg's swscale for both matrices (flat colours, so chroma
+    subsampling plays no part)."""
+    av = pytest.importorskip("av")
+    colour = torch.tensor([0.8, 0.3, 0.2]).view(1, 3, 1, 1)
+    planes = rgb_to_yuv420(torch.zeros(1, 3, 16, 20) + colour, matrix).numpy()
+    ref = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24", src_colorspace=sws)
+    ours = yuv420_to_rgb(torch.from_numpy(planes), 16, 20, matrix=matrix)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(ours - ref).max() < 3
+    assert np.abs(ref[0, 0] - colour.flatten().numpy() * 255).max() < 3
+
+
+def test_yuv_matrix_rule():
+    from vmatte.gpu_runner import yuv_matrix
+
+    assert yuv_matrix(1920, 1080) == "bt709" and yuv_matrix(640, 360) == "bt601"

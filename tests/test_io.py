@@ -128,3 +128,34 @@ def test_open_source_errors(tmp_path):
     with pytest.raises(VmatteError):
         with open_source(bad) as s:
             list(s)
+
+
+def test_untagged_hd_is_read_as_bt709_and_written_tagged(tmp_path):
+    """Untagged HD video is BT.709 by convention; reading it as BT.601 (swscale's default) shifts colours."""
+    import av
+
+    from vmatte.io.sinks import VideoSink
+    from vmatte.io.sources import VideoSource, frame_to_array
+
+    f = av.VideoFrame(1280, 720, "yuv420p")
+    for plane, v in zip(f.planes, (100, 90, 180)):
+        plane.update(np.full(plane.buffer_size, v, np.uint8))
+    # Exact conversions of Y,U,V = 100,90,180 (limited range): BT.709 -> 191,78,17.5; BT.601 -> 181,70,21.
+    assert abs(frame_to_array(f)[0, 0].astype(int) - (191, 78, 17)).max() <= 1
+    f.colorspace = 6  # a tag wins over the HD guess
+    assert abs(frame_to_array(f)[0, 0].astype(int) - (181, 70, 21)).max() <= 1
+    rgb = np.zeros((720, 1280, 3), np.uint8)
+    rgb[...] = (190, 77, 16)
+    rgb[:, :640] = (30, 140, 220)
+    for w, h, tag in ((1280, 720, 1), (320, 240, 6)):  # HD: BT.709, SD: SMPTE 170M (BT.601)
+        out = tmp_path / f"c{w}.mp4"
+        with VideoSink(out) as sink:
+            for _ in range(2):
+                sink.write(np.ascontiguousarray(rgb[:h, -w:] if w < 1280 else rgb))
+        with av.open(str(out)) as c:
+            fr = next(c.decode(video=0))
+            assert (fr.colorspace, fr.color_range, c.streams.video[0].codec_context.color_primaries) == (tag, 1, tag)
+        with VideoSource(out) as src:
+            back = next(iter(src)).rgb.astype(int)
+        want = rgb[:h, -w:] if w < 1280 else rgb
+        assert np.abs(back[8:-8, 8:-8].mean(axis=(0, 1)) - want[8:-8, 8:-8].mean(axis=(0, 1))).max() < 1.5

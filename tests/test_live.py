@@ -422,3 +422,85 @@ def test_webcam_command_file_to_record(tmp_path, monkeypatch):
     assert rc == 0 and out.is_file() and out.stat().st_size > 0
     rc = main(["webcam", "--file", str(src), "--smoothing", "2", "--no-vcam"])
     assert rc == 2  # VmatteError -> exit 2
+
+
+# -- pipelining -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pipelined_workers_keep_capture_order_and_drop_stale(workers):
+    cam, matter, sink = FakeCamera(period=0.002), SlowMatter(0.02), RecordingSink()
+    loop = LiveLoop(cam, matter, [sink], background=passthrough, smoothing=0.0, max_frames=20, stats_every=0,
+                    workers=workers)
+    stats = loop.run()
+    idx = list(loop.out_indices)
+    assert stats.frames_out == 20 == len(sink.frames_seen)
+    assert all(b > a for a, b in zip(idx, idx[1:])), idx  # in capture order, never an older frame
+    assert [int(f[0, 0, 0]) for f in sink.frames_seen] == [i % 256 for i in idx]
+    assert stats.dropped > 0 and stats.latency_ms_p95 < 300
+    assert {"wait", "matte", "prepare", "composite"} <= set(stats.timings_ms)
+
+
+def test_matte_returning_a_reused_buffer_is_copied_before_the_next_frame():
+    """Matter.matte may return a view of a per-thread buffer; the worker overwrites it with the next
+    frame while the output stage is still using the previous one."""
+    buf = np.zeros((H + 8, W), np.float32)
+
+    def matte(rgb):
+        buf[:] = rgb[0, 0, 0] / 255.0  # this frame's value, written at once ...
+        time.sleep(0.01)  # ... while the output stage works on the previous frame
+        return buf[:H]  # a view (owndata False)
+
+    seen = []
+    loop = LiveLoop(FakeCamera(period=0.002), matte, [NullSink()], background=passthrough, smoothing=0.0,
+                    max_frames=8, workers=1)
+    loop.on_frame = lambda fr, a, out: seen.append((int(fr.rgb[0, 0, 0]), int(round(float(a[0, 0]) * 255))))
+    loop.run()
+    assert len(seen) == 8 and all(v == a for v, a in seen), seen
+
+
+def test_smoother_two_phases_equal_call_and_reuse_buffers():
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (H, W, 3), np.uint8) for _ in range(4)]
+    alphas = [rng.random((H, W), np.float32) for _ in range(4)]
+    a_sm, b_sm = MatteSmoother(0.5), MatteSmoother(0.5)
+    kept = []
+    for f, a in zip(frames, alphas):
+        ref = a_sm(f, a)
+        got = b_sm.apply(a, b_sm.weights(f), reuse=True)
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+        assert got is not a
+        kept.append(got)
+    assert kept[1] is kept[3] and kept[0] is not kept[1]  # two buffers in turn after the first frame
+
+
+def test_blur_composite_close_to_compose_blur_and_keeps_person():
+    from vmatte.live import blur_backdrop, blur_composite
+    from vmatte.ops.compose import blur_background
+
+    rng = np.random.default_rng(3)
+    rgb = cv2_blur(rng.integers(0, 255, (180, 320, 3), np.uint8))
+    alpha = np.zeros((180, 320), np.float32)
+    alpha[40:140, 100:220] = 1.0
+    fast, ref = blur_composite(rgb, alpha, 16.0), blur_background(rgb, alpha, 16.0)
+    assert fast.dtype == np.uint8 and fast.shape == rgb.shape
+    np.testing.assert_array_equal(fast[40:140, 100:220], rgb[40:140, 100:220])  # person stays sharp
+    assert np.abs(fast.astype(np.int16) - ref).mean() < 3.0
+    assert blur_backdrop(rgb, None, 16.0).std() < rgb.std()  # plain blur when no matte is known yet
+
+
+def cv2_blur(img):
+    import cv2
+
+    return cv2.GaussianBlur(img, (0, 0), 2)
+
+
+def test_webcam_workers_option():
+    from vmatte.commands.webcam import resolve_workers
+
+    assert resolve_workers("auto", "onnxruntime", cpus=2) == 2
+    assert resolve_workers("auto", "onnxruntime", cpus=1) == 1
+    assert resolve_workers("auto", "tensorrt", cpus=16) == 1
+    assert resolve_workers("3", "torch") == 3
+    with pytest.raises(VmatteError, match="--workers"):
+        resolve_workers("0", "onnxruntime")
+    with pytest.raises(VmatteError, match="workers"):
+        LiveLoop(FakeCamera(), SlowMatter(), workers=0)

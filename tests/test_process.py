@@ -85,7 +85,8 @@ def test_rotated_and_odd_sizes(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "not_media", "audio_only", "same_as_input", "exists", "bad_bg",
-                                  "tiny", "jpg_alpha", "mp4_rgba", "bad_kind", "bad_ext", "video_to_image"])
+                                  "tiny", "jpg_alpha", "mp4_rgba", "bad_kind", "bad_ext", "video_to_image",
+                                  "empty", "truncated", "empty_bg", "unwritable"])
 def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
     m, out, kw, inp = EllipseMatter(), tmp_path / "out.mp4", {}, video
     if case == "missing":
@@ -113,17 +114,83 @@ def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
         out = tmp_path / "out.xyz"
     elif case == "video_to_image":
         out = tmp_path / "out.png"
+    elif case == "empty":
+        inp = tmp_path / "empty.mp4"; inp.write_bytes(b"")
+    elif case == "truncated":  # index first (faststart), then cut in half: decodes fine, ends early
+        inp = _faststart_half(make_video(tmp_path / "long.mp4", n=40), tmp_path / "cut.mp4")
+    elif case == "empty_bg":
+        (tmp_path / "bg.mp4").write_bytes(b"")
+        kw["background"] = str(tmp_path / "bg.mp4")
+    elif case == "unwritable":  # os.access says yes to root here; the write itself fails
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("needs Linux /proc")
+        out = type(tmp_path)("/proc/vmatte_out.mp4")
     before = out.read_bytes() if out.exists() else None
     with pytest.raises(VmatteError) as ei:
         process(inp, out, matter=m, **kw)
     msg = str(ei.value)
     assert "\n" not in msg and len(msg) > 10
+    assert {"empty": "empty (0 bytes)", "truncated": "truncated", "empty_bg": "background",
+            "unwritable": "cannot write"}.get(case, "") in msg
     assert video.exists()
     if before is not None:
         assert out.read_bytes() == before
     else:
         assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def _faststart_half(src, dst):
+    """Remux `src` with its index first, then keep only the first half of the bytes."""
+    import av
+
+    full = dst.with_name("fs_" + dst.name)
+    with av.open(str(src)) as i, av.open(str(full), "w", options={"movflags": "faststart"}) as o:
+        vo = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(video=0):
+            if p.dts is not None:
+                p.stream = vo
+                o.mux(p)
+    data = full.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return dst
+
+
+def test_write_failure_is_one_line_error_and_leaves_nothing(tmp_path, video, monkeypatch):
+    from vmatte.io.sinks import VideoSink
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(VideoSink, "write", full_disk)
+    with pytest.raises(VmatteError, match="No space left"):
+        process(video, tmp_path / "o.mp4", matter=EllipseMatter())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_cli_sigterm_cleans_up_like_ctrl_c(tmp_path, video, monkeypatch, capsys):
+    """`kill PID` mid-run: exit 130, no output or partial file, the old SIGTERM handler restored."""
+    import signal
+
+    import vmatte.api
+    from vmatte.cli import main
+
+    class Killer(EllipseMatter):
+        def __init__(self, **kw):
+            super().__init__()
+
+        def matte(self, rgb):
+            if len(self.seen) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().matte(rgb)
+
+    monkeypatch.setattr(vmatte.api, "Matter", Killer)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["process", str(video), "-o", str(tmp_path / "o.mp4"), "-q"]) == 130
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    assert "interrupted" in capsys.readouterr().err
 
 
 def test_corrupt_middle_is_skipped(tmp_path):

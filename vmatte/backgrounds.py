@@ -171,7 +171,10 @@ def parse_background(spec: "str | Background | None") -> Background:
                           f"or an existing image/video file; check the spelling or the path")
     if p.is_dir():
         raise VmatteError(f"background {s!r} is a folder; give an image or video file")
-    if p.suffix.lower() in IMAGE_EXTS:
-        return ImageBackground(p)
-    assert source_kind(p) == "video"
-    return VideoBackground(p)
+    try:
+        if p.suffix.lower() in IMAGE_EXTS:
+            return ImageBackground(p)
+        assert source_kind(p) == "video"
+        return VideoBackground(p)
+    except VmatteError as e:
+        raise VmatteError(f"background: {e}") from None

@@ -283,6 +283,8 @@ def gpu_info(device: int = 0) -> tuple[str, str]:
         errors.append(f"cudaGetDeviceProperties: {err}")
     except ImportError:
         errors.append("cuda-python not installed")
+    except Exception as e:  # cuda-python present but the driver library cannot be loaded
+        errors.append(f"cuda-python: {type(e).__name__}: {e}")
     try:
         import torch
 

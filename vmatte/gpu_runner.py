@@ -29,11 +29,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .ops.sizes import lowres_size, padded_size
+from .runner import StopAware, _Stopped
 
 log = logging.getLogger(__name__)
 
 _END = object()
-_POLL = 0.05  # seconds between checks of the stop flag while blocked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,12 +131,25 @@ def default_layer(device: str | None = None):
 # ---------------------------------------------------------------------------------------------
 # Pure torch frame maths (any device)
 # ---------------------------------------------------------------------------------------------
-# BT.601 limited range: what FFmpeg assumes for untagged yuv420p H.264 and what libx264 writes.
-def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=None):
+# Limited-range YUV <-> RGB with the matrix players assume: BT.709 for HD, BT.601 for SD (the
+# CPU path's rule, vmatte.io.sources.guess_matrix), so GPU and CPU outputs have the same colours.
+_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+def yuv_matrix(width: int, height: int) -> str:
+    """"bt709" for HD frames, "bt601" for SD (how untagged video is decoded and tagged)."""
+    from .io.sources import BT709, guess_matrix
+
+    return "bt709" if guess_matrix(width, height) == BT709 else "bt601"
+
+
+def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=None, matrix: str = "bt601"):
     """uint8 [H*3/2, W] (I420 planes, or NV12 when nv12) -> float RGB [1,3,H,W] in [0,1]."""
     import torch
     import torch.nn.functional as F
 
+    kr, kb = _KR_KB[matrix]
+    kg = 1.0 - kr - kb
     dtype = dtype or torch.float32
     H, W = height, width
     y = planes[:H].to(dtype)  # [H,W]
@@ -148,20 +161,24 @@ def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=Non
     yy = (y - 16.0) * (1.0 / 219.0)
     u = (uv[0] - 128.0) * (1.0 / 224.0)
     v = (uv[1] - 128.0) * (1.0 / 224.0)
-    rgb = torch.stack([yy + 1.402 * v, yy - 0.344136 * u - 0.714136 * v, yy + 1.772 * u])  # [3,H,W]
-    return rgb.clamp_(0.0, 1.0)[None]
+    r = yy + 2 * (1 - kr) * v
+    g = yy - (2 * kb * (1 - kb) / kg) * u - (2 * kr * (1 - kr) / kg) * v
+    b = yy + 2 * (1 - kb) * u
+    return torch.stack([r, g, b]).clamp_(0.0, 1.0)[None]
 
 
-def rgb_to_yuv420(rgb):
+def rgb_to_yuv420(rgb, matrix: str = "bt601"):
     """float RGB [1,3,H,W] in [0,1] (H, W even) -> uint8 I420 planes [H*3/2, W]."""
     import torch
     import torch.nn.functional as F
 
+    kr, kb = _KR_KB[matrix]
     r, g, b = rgb[0, 0], rgb[0, 1], rgb[0, 2]
     H, W = r.shape
-    y = 16.0 + 219.0 * (0.299 * r + 0.587 * g + 0.114 * b)
-    u = 128.0 + 224.0 * (-0.168736 * r - 0.331264 * g + 0.5 * b)
-    v = 128.0 + 224.0 * (0.5 * r - 0.418688 * g - 0.081312 * b)
+    luma = kr * r + (1.0 - kr - kb) * g + kb * b
+    y = 16.0 + 219.0 * luma
+    u = 128.0 + 224.0 * (b - luma) / (2 * (1 - kb))
+    v = 128.0 + 224.0 * (r - luma) / (2 * (1 - kr))
     uv = F.avg_pool2d(torch.stack([u, v])[None], 2)[0]  # [2,H/2,W/2]
     out = torch.cat([y.reshape(-1), uv.reshape(-1)]).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return out.reshape(H * 3 // 2, W)
@@ -310,7 +327,7 @@ class MattingProgram:
         if self.in_format == "rgb24":
             x = hwc_to_nchw(frame, self.dtype)  # [1,3,H,W]
         else:
-            x = yuv420_to_rgb(frame, H, W, nv12=self.in_format == "nv12", dtype=self.dtype)
+            x = yuv420_to_rgb(frame, H, W, nv12=self.in_format == "nv12", dtype=self.dtype, matrix=yuv_matrix(W, H))
         full, low = prepare_torch(x, self.long_side)
         if self.channels_last:
             full = full.contiguous(memory_format=torch.channels_last)
@@ -329,7 +346,7 @@ class MattingProgram:
         if self.out_format == "rgba":
             return nchw_to_hwc_uint8(torch.cat([y, alpha], 1))
         if self.out_format == "yuv420p":
-            return rgb_to_yuv420(y.float())
+            return rgb_to_yuv420(y.float(), matrix=yuv_matrix(W, H))
         return nchw_to_hwc_uint8(y)
 
     def __call__(self, frame):
@@ -358,10 +375,6 @@ class RunStats:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-class _Stopped(Exception):
-    """Internal: another thread failed."""
 
 
 class _Slot:
@@ -398,12 +411,14 @@ def _frame_array(item: Any) -> tuple[np.ndarray, Any]:
                     "array, a vmatte.io Frame or an (array, meta) tuple")
 
 
-class GpuRunner:
+class GpuRunner(StopAware):
     """Run `program` (uint8 device frame -> uint8 device frame) over a source, `slots` frames in
     flight, delivering results in order to `sink(index, out: np.ndarray, meta)` in the caller's
     thread. `out` is a view of a pinned buffer that is reused once sink returns: copy it to keep it
     (`copy_out=True` does). out_shape(in_shape) gives the output buffer shape (default: the
     program's `out_shape`, else the input's)."""
+
+    poll = 0.05  # seconds between checks of the stop flag while blocked
 
     def __init__(self, program: Callable, slots: int = 4, layer=None, decode_queue: int = 4,
                  out_shape: Callable[[tuple], tuple] | None = None, copy_out: bool = False, timing: bool = True):
@@ -420,32 +435,6 @@ class GpuRunner:
         self.s_up, self.s_comp, self.s_down = L.new_stream(), L.new_stream(), L.new_stream()
         self.slots = [_Slot(L, i) for i in range(slots)]
         self.stats = RunStats()
-
-    # -- blocking helpers that notice a stop ---------------------------------------------------
-    def _put(self, q: queue.Queue, item) -> None:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                q.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                continue
-
-    def _get(self, q: queue.Queue):
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                return q.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-
-    def _fail(self, e: BaseException) -> None:
-        with self._lock:
-            if self._error is None:
-                self._error = e
-        self._stop.set()
 
     # -- threads -------------------------------------------------------------------------------
     def _decode(self, source: Iterable, q_in: queue.Queue) -> None:
@@ -504,9 +493,7 @@ class GpuRunner:
 
     def run(self, source: Iterable, sink: Callable[[int, np.ndarray, Any], None]) -> RunStats:
         """Process every item of `source`; returns RunStats. Re-raises the first error."""
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._error: BaseException | None = None
+        self._init_stop()
         self._in_flight = 0
         self.stats = RunStats()
         q_in: queue.Queue = queue.Queue(self.decode_queue)
@@ -613,6 +600,10 @@ class YuvVideoWriter:
                 st = self.container.add_stream(name, rate=Fraction(rate).limit_denominator(100000), options=opts)
                 st.width, st.height, st.pix_fmt = width, height, "yuv420p"
                 st.thread_type = "AUTO"
+                # Tag the matrix the planes were made with (MattingProgram: BT.709 for HD, else BT.601).
+                cc = st.codec_context
+                cc.colorspace = cc.color_primaries = cc.color_trc = 1 if yuv_matrix(width, height) == "bt709" else 6
+                cc.color_range = 1  # limited (MPEG) range
                 st.codec_context.open()  # fails here when NVENC is missing
                 self.stream, self.codec = st, name
                 break

@@ -48,9 +48,10 @@ def _check_kinds(inp: Path, out: Path, output_kind: str, bg: Background) -> tupl
         raise VmatteError(f"input {inp} is a video; write a video (.mp4/.mov/.webm) or a folder, not {out.suffix}")
     alpha = output_kind == "rgba" or (output_kind == "composite" and bg.alpha)
     if alpha and not _sinks.supports_alpha(out):
-        what = "--output rgba" if output_kind == "rgba" else "--background transparent"
+        what, other = (("--output-kind rgba", "another --output-kind") if output_kind == "rgba"
+                       else ("--background transparent", "a colour background"))
         raise VmatteError(f"{what} needs an output with an alpha channel, and {out.suffix or out} has none; "
-                          f"write .mov, .webm, .png or a folder, or pick a colour background")
+                          f"write .mov, .webm, .png or a folder, or pick {other}")
     return ikind, alpha
 
 
@@ -73,6 +74,15 @@ def _check_alpha_out(a, rgb: np.ndarray) -> np.ndarray:
         raise VmatteError(f"the matter returned alpha of shape {a.shape} for a frame of {rgb.shape[:2]}; "
                           "this is a bug in the model wrapper")
     return a.astype(np.float32, copy=False)
+
+
+def _check_complete(inp: Path, src, n: int) -> None:
+    """Fail (so the sink drops its file) when a video ends well short of its indexed frame count:
+    a truncated download would otherwise give a short output that looks finished."""
+    want = src.frames if getattr(src, "frames_indexed", False) else 0
+    if want and n < want - max(2, want // 50):
+        raise VmatteError(f"{inp} ended after {n} of its {want} frames: the file is truncated or damaged; "
+                          "download or export it again")
 
 
 def matte_workers() -> int:
@@ -125,7 +135,10 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | None 
 
             def write(item):
                 fr, img = item
-                sink.write(img, fr.pts, fr.time_base, **({"name": fr.name} if ikind != "video" else {}))
+                try:
+                    sink.write(img, fr.pts, fr.time_base, **({"name": fr.name} if ikind != "video" else {}))
+                except OSError as e:  # disk full, folder gone, ...: the sink then drops its partial file
+                    raise _sinks.write_error(out, e) from None
                 done[0] += 1
                 if progress is not None:
                     progress(done[0], total)
@@ -133,6 +146,7 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | None 
             with sink:
                 Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")], write,
                          queue_size=queue_size).run()
+                _check_complete(inp, src, done[0])
                 if done[0] == 0:
                     raise VmatteError(f"{inp} has no decodable video frames; check the file")
             if getattr(src, "skipped", 0):

@@ -34,23 +34,17 @@ class _Stopped(Exception):
     """Internal: another thread failed or the caller interrupted."""
 
 
-class Pipeline:
-    """Run items from `source` through `stages` into `sink`, in order.
+class StopAware:
+    """Threads that share one stop flag: the first error wins and stops all; blocking queue
+    operations wake up every `poll` seconds to notice a stop. Subclasses call _init_stop()."""
 
-    sink(item) runs in the calling thread (so Ctrl-C lands there). Returns the number of items.
-    """
+    poll: float = _POLL
 
-    def __init__(self, source: Iterable, stages: Sequence[Stage | Callable], sink: Callable[[Any], None],
-                 *, queue_size: int = 4):
-        self.source = source
-        self.stages = [s if isinstance(s, Stage) else Stage(s, 1, getattr(s, "__name__", "stage")) for s in stages]
-        self.sink = sink
-        self.queue_size = max(1, queue_size)
+    def _init_stop(self) -> None:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
 
-    # -- helpers ------------------------------------------------------------------------------
     def _fail(self, e: BaseException) -> None:
         with self._lock:
             if self._error is None:
@@ -62,7 +56,7 @@ class Pipeline:
             if self._stop.is_set():
                 raise _Stopped
             try:
-                q.put(item, timeout=_POLL)
+                q.put(item, timeout=self.poll)
                 return
             except queue.Full:
                 continue
@@ -72,9 +66,24 @@ class Pipeline:
             if self._stop.is_set():
                 raise _Stopped
             try:
-                return q.get(timeout=_POLL)
+                return q.get(timeout=self.poll)
             except queue.Empty:
                 continue
+
+
+class Pipeline(StopAware):
+    """Run items from `source` through `stages` into `sink`, in order.
+
+    sink(item) runs in the calling thread (so Ctrl-C lands there). Returns the number of items.
+    """
+
+    def __init__(self, source: Iterable, stages: Sequence[Stage | Callable], sink: Callable[[Any], None],
+                 *, queue_size: int = 4):
+        self.source = source
+        self.stages = [s if isinstance(s, Stage) else Stage(s, 1, getattr(s, "__name__", "stage")) for s in stages]
+        self.sink = sink
+        self.queue_size = max(1, queue_size)
+        self._init_stop()
 
     # -- threads ------------------------------------------------------------------------------
     def _produce(self, out_q: queue.Queue, n_next: int) -> None:

@@ -75,7 +75,7 @@ class TensorRTBackend(Backend):
     ):
         import torch
 
-        from ..export.tensorrt import DEFAULT_WORKSPACE_GB, ensure_engines, parse_sizes, require_tensorrt
+        from ..export.tensorrt import DEFAULT_WORKSPACE_GB, ensure_engines, parse_sizes, require_tensorrt, trt_logger
 
         self.torch = torch
         trt = self.trt = require_tensorrt()
@@ -99,7 +99,7 @@ class TensorRTBackend(Backend):
             onnx_dir=onnx_dir,
         )
         self.engine_paths = {c: p for c, (p, _) in built.items()}
-        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._logger = trt_logger(trt)  # process-wide: must outlive the runtime and engines
         self.runtime = trt.Runtime(self._logger)
         self.engines: dict[str, Any] = {}
         self.contexts: dict[str, Any] = {}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from ..errors import VmatteError
 
@@ -60,6 +62,11 @@ def run(args) -> int:
                 bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="process")
             bar.update(done - bar.n)
 
+    def _terminate(signum, frame):  # `kill PID`: clean up like Ctrl-C instead of leaving a partial file
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         res = process(args.input, args.output, matter=matter, background=args.background,
                       output_kind=args.output_kind, overwrite=args.overwrite, progress=progress)
@@ -71,6 +78,8 @@ def run(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
     if not args.quiet:
         print(f"vmatte: wrote {res.output}: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.1f} fps)",
               file=sys.stderr)

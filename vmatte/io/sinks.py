@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import VmatteError
 from ..ops.compose import pad_to_even
+from .sources import BT601, guess_matrix
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,24 @@ def check_output(output: str | Path, overwrite: bool, input: str | Path | None =
     parent = out.resolve().parent
     if not parent.is_dir():
         raise VmatteError(f"output folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise VmatteError(f"cannot write to {parent} (permission denied); choose a writable output folder")
+    _probe_writable(parent)
     return out
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a file in `folder`: os.access says yes to root even where writing fails (/proc)."""
+    probe = folder / f".vmatte-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as e:
+        raise VmatteError(f"cannot write to {folder} ({e.strerror or e}); choose a writable output folder") from None
+
+
+def write_error(path: Path, e: OSError) -> VmatteError:
+    """The user-facing error for an OS failure while writing `path` (disk full, folder removed, ...)."""
+    return VmatteError(f"writing {path} failed ({e.strerror or e}); check the free space and permissions "
+                       f"of {Path(path).resolve().parent}")
 
 
 def _partial(path: Path) -> Path:
@@ -107,6 +123,9 @@ class _AtomicSink:
         self._state = "closed"
         try:
             self._finish()
+        except OSError as e:
+            self._cleanup()
+            raise write_error(self.path, e) from None
         except BaseException:
             self._cleanup()
             raise
@@ -170,6 +189,12 @@ class VideoSink(_AtomicSink):
             opts = {"crf": str(self.crf or 18), "preset": self.preset}
         vs = self._out.add_stream(codec, rate=self.rate, options=opts)
         vs.width, vs.height, vs.pix_fmt = width, height, pix
+        # Convert and tag explicitly (limited range, BT.709 for HD, BT.601 for SD): left alone,
+        # swscale writes BT.601 untagged, which players show colour-shifted for HD video.
+        self._matrix = guess_matrix(width, height)
+        cc = vs.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = self._matrix
+        cc.color_range = 1  # AVCOL_RANGE_MPEG
         vs.time_base = self.time_base
         vs.codec_context.time_base = self.time_base
         vs.thread_type = "AUTO"
@@ -264,6 +289,8 @@ class VideoSink(_AtomicSink):
             raise VmatteError(f"frame size {img.shape[1]}x{img.shape[0]} changed mid-video "
                               f"(was {self._vs.width}x{self._vs.height}); write to a folder instead")
         frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
+        frame = frame.reformat(format=self._vs.pix_fmt, dst_colorspace=5 if self._matrix == BT601 else self._matrix,
+                               dst_color_range=1, dst_color_primaries=self._matrix, dst_color_trc=self._matrix)
         tb = self.time_base
         if pts is None:
             pts = round(self.frames / self.rate / tb)

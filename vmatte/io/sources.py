@@ -49,6 +49,42 @@ def open_source(path: str | Path):
     return {"folder": FolderSource, "image": ImageSource, "video": VideoSource}[kind](p)
 
 
+# AVColorSpace values a frame may be tagged with that swscale converts; anything else is guessed.
+_KNOWN_MATRICES = {1, 4, 5, 6, 7, 9, 10}
+BT709, BT601 = 1, 6  # AVCOL_SPC_BT709, AVCOL_SPC_SMPTE170M
+_ACCURATE = None  # swscale flags, set on first use (PyAV is imported lazily)
+
+
+def guess_matrix(width: int, height: int) -> int:
+    """The YUV matrix players assume for an untagged video: BT.709 for HD, BT.601 for SD (mpv's rule)."""
+    return BT709 if width >= 1280 or height > 576 else BT601
+
+
+def frame_matrix(vf) -> int:
+    """The YUV->RGB matrix of a decoded frame: its tag, else the HD/SD guess."""
+    cs = int(vf.colorspace or 2)
+    return cs if cs in _KNOWN_MATRICES else guess_matrix(vf.width, vf.height)
+
+
+def _sws_matrix(cs: int) -> int:
+    """AVColorSpace -> swscale's SWS_CS_* (the same number except SMPTE170M/BT470BG, both 601)."""
+    return 5 if cs in (5, 6) else cs
+
+
+def frame_to_array(vf, fmt: str = "rgb24") -> np.ndarray:
+    """A decoded frame as RGB(A) uint8 using its real matrix (swscale alone would use BT.601 for
+    untagged HD video, shifting its colours); the range tag is honoured by swscale. Accurate
+    rounding with full chroma interpolation: swscale's fast 4:2:0 path darkens by about 1 level."""
+    global _ACCURATE
+    if _ACCURATE is None:
+        from av.video.reformatter import Interpolation as I
+
+        _ACCURATE = I.BILINEAR | I.FULL_CHR_H_INT | I.ACCURATE_RND
+    if vf.format.name.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "gray", "ya")):
+        return vf.to_ndarray(format=fmt)
+    return vf.to_ndarray(format=fmt, src_colorspace=_sws_matrix(frame_matrix(vf)), interpolation=_ACCURATE)
+
+
 def rotate_upright(img: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a display-matrix rotation (degrees counter-clockwise, FFmpeg's convention)."""
     k = (int(round(rotation / 90.0)) % 4)
@@ -59,7 +95,7 @@ class VideoSource:
     """Decode a video file with PyAV into upright RGB frames, keeping each frame's pts.
 
     Attributes after __enter__: width, height (upright), rate, time_base, frames (count or 0 if
-    unknown), duration (s or None), rotation, has_audio, skipped (corrupt packets skipped).
+    unknown), frames_indexed (the count comes from the container index), duration (s or None), rotation, has_audio, skipped (corrupt packets skipped).
     A corrupt packet mid-stream is skipped with a warning; too many in a row is an error.
     """
 
@@ -71,10 +107,14 @@ class VideoSource:
     def __enter__(self) -> "VideoSource":
         import av
 
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise VmatteError(f"{self.path} is empty (0 bytes); give a video or image file")
         try:
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise VmatteError(f"cannot open {self.path} as a video ({e}); is it a video or image file?") from None
+            why = getattr(e, "strerror", None) or str(e)
+            raise VmatteError(f"cannot open {self.path} as a video ({why}); it is not a video, or is truncated or "
+                              "damaged: check the file or export it again") from None
         c = self._container
         if not c.streams.video:
             self.close()
@@ -95,6 +135,7 @@ class VideoSource:
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         self.rate = Fraction(rate) if rate else Fraction(30)
         self.frames = int(vs.frames or 0)
+        self.frames_indexed = self.frames > 0  # counted by the container's index (mp4/mov), not estimated
         if not self.frames and vs.duration and vs.time_base:
             self.frames = int(round(float(vs.duration * vs.time_base * self.rate)))
         self.duration = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else (
@@ -151,10 +192,10 @@ class VideoSource:
             if i == 0:
                 self.rotation = rot
             if vf.format.name.startswith(ALPHA_FORMATS):
-                arr = vf.to_ndarray(format="rgba")
+                arr = frame_to_array(vf, "rgba")
                 rgb, alpha_in = np.ascontiguousarray(arr[..., :3]), arr[..., 3]
             else:
-                rgb, alpha_in = vf.to_ndarray(format="rgb24"), None
+                rgb, alpha_in = frame_to_array(vf), None
             rgb = rotate_upright(rgb, rot)
             fr = Frame(i, rgb, vf.pts, vf.time_base or self.time_base)
             fr.alpha_in = None if alpha_in is None else rotate_upright(alpha_in, rot)  # type: ignore[attr-defined]

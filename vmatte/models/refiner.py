@@ -90,7 +90,8 @@ class Refiner(nn.Module):
             return up
         P, S = self.cfg.context, PATCH + 2 * self.cfg.context
         gw = W // PATCH
-        idx = select_cells(patch_scores(up), self.cfg.patches)  # [B,K]
+        # Scores in float32 even in FP16 engines, so every precision refines the same cells.
+        idx = select_cells(patch_scores(up.float()), self.cfg.patches)  # [B,K]
         y0 = torch.div(idx, gw, rounding_mode="floor") * PATCH
         x0 = (idx % gw) * PATCH
         # S x S windows (patch plus context, edge-replicated) of the image and the upsampled alpha.
