@@ -1,4 +1,4 @@
-"""Live-loop benchmark: a video played as a 1280x720 30 fps camera -> matting -> blur -> null sink.
+"""Live-loop benchmark: a video played as a 1280x720 30 fps camera -> matting -> blur -> I420 -> null sink.
 
 Per matting model it reports sustained output fps, frame-in to frame-out latency (p50/p95), dropped
 frames, the mean time per stage, the CPU other processes took meanwhile, and static-region
@@ -202,8 +202,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=None)
     p.add_argument("--rvm", default=str(RVM), help="RVM ONNX file (skipped when absent)")
     p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm", "live", "flicker"])
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="vmatte frames in flight (matte threads)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="vmatte onnxruntime threads per session")
+    p.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="vmatte frames in flight (matte threads)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1], help="vmatte onnxruntime threads per session (try 1 2)")
     p.add_argument("--rvm-threads", type=int, default=0, help="RVM onnxruntime threads (0: its default)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

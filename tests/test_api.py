@@ -49,3 +49,14 @@ def test_unknown_model_and_backend(random_weights):
         Matter("nope")
     with pytest.raises(VmatteError, match="valid backends"):
         Matter("rt", backend="nope", weights=random_weights)
+
+
+def test_results_are_independent_arrays(random_weights, blob_frame, tmp_path, monkeypatch):
+    """Backends reuse output buffers; each matte the API returns must be the caller's own array."""
+    monkeypatch.setenv("VMATTE_CACHE", str(tmp_path))
+    m = Matter("rt", backend="onnxruntime", weights=random_weights)
+    frame = np.ascontiguousarray(np.broadcast_to(blob_frame[:128, :192], (128, 192, 3)))  # whole cells: no crop
+    a = m.matte(frame)
+    keep = a.copy()
+    m.matte(np.ascontiguousarray(frame[::-1]))
+    assert a.flags.owndata and np.array_equal(a, keep)

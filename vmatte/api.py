@@ -144,7 +144,8 @@ class Matter:
         mask = be.run("segmenter", image=low)
         coarse = be.run("generator", image=low, mask=mask)
         alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
-        return np.ascontiguousarray(alpha[0, 0, :H, :W], dtype=np.float32)
+        # Always a copy: backends may return a buffer they reuse on the next call.
+        return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
 
     def matte_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Alpha mattes of several frames (each may have its own size)."""
