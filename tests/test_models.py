@@ -79,3 +79,10 @@ def test_refiner_zero_budget_is_upsampling():
     with torch.no_grad():
         out = r(torch.rand(1, 3, 64, 64), c)
     assert out.shape == (1, 1, 64, 64)
+
+
+def test_builtin_names_match_registry():
+    from vmatte import registry
+
+    registry._ensure_loaded()
+    assert set(registry.BUILTIN_MODELS) == set(registry._REGISTRY)

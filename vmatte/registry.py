@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
+# Variants defined in vmatte.models.matting, known by name without importing torch (the CPU path
+# runs ONNX files and must not need torch); tests check this list against the registry.
+BUILTIN_MODELS = ("paper", "rt")
 
 
 def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -16,15 +19,14 @@ def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def list_models() -> list[str]:
-    """Names of the registered model variants, sorted."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+    """Names of the model variants, sorted (no torch import needed)."""
+    return sorted(set(BUILTIN_MODELS) | set(_REGISTRY))
 
 
 def get_model_factory(name: str) -> Callable[..., Any]:
+    if name not in list_models():
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
