@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import VmatteError
+from .closing import CloseOnce
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _default_capture(device: int | str) -> Any:
     return cv2.VideoCapture(device)
 
 
-class CameraSource:
+class CameraSource(CloseOnce):
     """A webcam by index (0) or device path (/dev/video0), read through OpenCV.
 
     Requests width x height at fps with MJPG (USB cameras give 720p30 only in MJPG), then checks the
@@ -146,14 +147,7 @@ class CameraSource:
         self._cap = self._open_once()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the device (once)."""
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
@@ -207,7 +201,7 @@ class _Stopped(Exception):
     """Internal: the stop event fired while waiting to reconnect."""
 
 
-class FileCamera:
+class FileCamera(CloseOnce):
     """A video file played as a live camera: looped, paced in real time at its frame rate.
 
     Frames are scaled to cover width x height and centre-cropped when given (e.g. a demo clip as 720p). Like a
@@ -262,14 +256,7 @@ class FileCamera:
         self._t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the file (once)."""
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         self._close_container()
 
     def _next_rgb(self) -> np.ndarray | None:

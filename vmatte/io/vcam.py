@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import VmatteError
+from .closing import CloseOnce
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _install_hint() -> str:
     return "install OBS Studio (start its Virtual Camera once) or Unity Capture, then run vmatte again"
 
 
-class VirtualCamera:
+class VirtualCamera(CloseOnce):
     """A virtual webcam through pyvirtualcam: v4l2loopback on Linux, OBS / Unity Capture elsewhere.
 
     fmt: "auto" sends I420 on v4l2loopback (converted by OpenCV's SIMD code: the native format most
@@ -138,13 +139,7 @@ class VirtualCamera:
         self._cam.send(out)
         self.frames += 1
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         cam, self._cam = self._cam, None
         if cam is not None:
             cam.close()
@@ -161,7 +156,7 @@ def _rgb_to_yuyv(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-class PreviewWindow:
+class PreviewWindow(CloseOnce):
     """An OpenCV window showing the output; poll() returns the action of a pressed key (PREVIEW_KEYS)."""
 
     def __init__(self, title: str = "vmatte (b blur, c colour, i image, t none, +/- smoothing, q quit)"):
@@ -204,13 +199,7 @@ class PreviewWindow:
             return "quit"
         return PREVIEW_KEYS.get(chr(k)) if k != 0xFF else None
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         if self._open:
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
