@@ -7,7 +7,7 @@ memory pool limits, timing caches). Precision:
   inputs and outputs are FP16 (the runtime casts).
 - TensorRT 8.6: FP32 ONNX + BuilderFlag.FP16 (weak typing), FP32 I/O.
 One optimisation profile per engine spans the requested frame sizes: segmenter and generator see
-the low-resolution shapes (lowres_size), the refiner the full frames padded to whole 64 px cells."""
+the low-resolution shapes (frame_sizes: the padded frame downscaled), the refiner the full frames padded to whole 64 px cells."""
 from __future__ import annotations
 
 import logging
@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from vmatte.backends.base import COMPONENT_IO
 from vmatte.engine_cache import EngineSpec, atomic_write, engine_dir, get_or_build, gpu_info, timing_cache_path
 from vmatte.errors import VmatteError
-from vmatte.ops.sizes import lowres_size, padded_size
+from vmatte.ops.sizes import frame_sizes
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ def parse_sizes(text: str | Sequence) -> list[tuple[int, int]]:
 def component_shapes(component: str, size: tuple[int, int], long_side: int, batch: int = 1) -> dict[str, tuple[int, ...]]:
     """Input shapes of `component` for one H x W frame: {input name: NCHW shape}."""
     H, W = size
-    h, w = lowres_size(H, W, long_side)
-    Hp, Wp = padded_size(H, W)
+    (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     if component == "segmenter":
         return {"image": (batch, 3, h, w)}
     if component == "generator":

@@ -60,3 +60,18 @@ def test_results_are_independent_arrays(random_weights, blob_frame, tmp_path, mo
     keep = a.copy()
     m.matte(np.ascontiguousarray(frame[::-1]))
     assert a.flags.owndata and np.array_equal(a, keep)
+
+
+def test_low_res_input_covers_the_padded_frame():
+    """The refiner upsamples the coarse alpha onto the padded frame, so the low-resolution input
+    must be a downscale of the padded frame: an edge at column x must land at x after the round
+    trip (the frame is 394 wide, padded to 448)."""
+    from vmatte.api import prepare
+
+    rgb = np.zeros((200, 394, 3), np.uint8)
+    rgb[:, :197] = 255
+    full, low = prepare(rgb, 128)
+    row = low[0, 0, low.shape[2] // 2]  # [w]
+    edge_low = np.argmax(row < 0.5)  # first dark low-res column
+    x = edge_low * full.shape[3] / low.shape[3]
+    assert abs(x - 197) <= full.shape[3] / low.shape[3] + 1

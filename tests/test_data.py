@@ -185,7 +185,7 @@ def test_composite_dataset_deterministic_and_seeded(comp_ds, tmp_path):
 def test_composite_dataset_same_in_workers(comp_ds):
     """Samples are seeded per index, so a 2-worker DataLoader yields what the main process builds."""
     loader = torch.utils.data.DataLoader(comp_ds, batch_size=4, num_workers=2,
-                                         worker_init_fn=D.worker_init_fn)
+                                         worker_init_fn=D.worker_init_fn, multiprocessing_context=D.LOADER_CONTEXT)
     batches = list(loader)
     assert len(batches) == 6 and batches[0]["image"].shape == (4, 3, 32, 40)
     for j in (0, 5):

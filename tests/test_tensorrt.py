@@ -177,14 +177,15 @@ def test_profile_from_sizes():
     sizes = parse_sizes("1280x720,1920x1080,640x480")
     assert sizes == [(720, 1280), (1080, 1920), (480, 640)]
     seg = profile_for("segmenter", sizes, 256)
-    # lowres_size: 720x1280 -> 144x256, 1080x1920 -> 144x256, 480x640 -> 192x256
-    assert seg == {"image": ((1, 3, 144, 256), (1, 3, 144, 256), (1, 3, 192, 256))}
+    # frame_sizes (the padded frame downscaled): 720x1280 -> 768x1280 -> 160x256,
+    # 1080x1920 -> 1088x1920 -> 144x256, 480x640 -> 512x640 -> 208x256
+    assert seg == {"image": ((1, 3, 144, 256), (1, 3, 160, 256), (1, 3, 208, 256))}
     gen = profile_for("generator", sizes, 256)
-    assert gen["mask"] == ((1, 1, 144, 256), (1, 1, 144, 256), (1, 1, 192, 256))
+    assert gen["mask"] == ((1, 1, 144, 256), (1, 1, 160, 256), (1, 1, 208, 256))
     ref = profile_for("refiner", sizes, 256, batch=2)
     # full frames padded to 64: 768x1280, 1088x1920, 512x640; opt = first size at batch 2
     assert ref["image"] == ((1, 3, 512, 640), (2, 3, 768, 1280), (2, 3, 1088, 1920))
-    assert ref["coarse"] == ((1, 1, 144, 256), (2, 1, 144, 256), (2, 1, 192, 256))
+    assert ref["coarse"] == ((1, 1, 144, 256), (2, 1, 160, 256), (2, 1, 208, 256))
     # Portrait and landscape in one profile span both orientations.
     both = profile_for("refiner", [(720, 1280), (1280, 720)], 256)["image"]
     assert both[0] == (1, 3, 768, 768) and both[2] == (1, 3, 1280, 1280)
@@ -666,7 +667,7 @@ def test_dynamic_shapes_share_dims():
     assert 3 not in gen[0]  # low-res width is 256 for every size: static
     ref = dynamic_shapes_for("refiner", profile_for("refiner", sizes, 256))
     assert 0 not in ref[0]  # batch 1 only: static
-    assert (ref[0][2].min, ref[0][2].max) == (512, 1088) and (ref[1][2].min, ref[1][2].max) == (144, 192)
+    assert (ref[0][2].min, ref[0][2].max) == (512, 1088) and (ref[1][2].min, ref[1][2].max) == (144, 208)
     assert ref[0][2] is not ref[1][2]  # full-res and low-res heights are different symbols
 
 
@@ -714,7 +715,7 @@ def test_export_torch_tensorrt_with_fake(tmp_path):
     compiles = [c for c in calls if c[0] == "compile"]
     ref_ep = compiles[2][1]
     ranges = sorted((int(r.lower), int(r.upper)) for r in ref_ep.range_constraints.values())
-    assert (512, 1088) in ranges and (640, 1920) in ranges and (144, 192) in ranges and (1, 2) in ranges
+    assert (512, 1088) in ranges and (640, 1920) in ranges and (144, 208) in ranges and (1, 2) in ranges
     assert [i.shape for i in compiles[2][2]] == [profiles["refiner"]["image"], profiles["refiner"]["coarse"]]
     saves = [c for c in calls if c[0] == "save"]
     assert all(s[1] == "exported_program" and s[3] is not None for s in saves)  # dynamic shapes kept

@@ -622,8 +622,14 @@ class CompositeDataset(Dataset):
         return {k: to_chw(v) for k, v in self.sample(index).items()}
 
 
+# Start DataLoader workers from a clean server process: a plain fork copies OpenCV's (and
+# onnxruntime's) thread pools in a broken state, and the first OpenCV call in the worker can hang.
+LOADER_CONTEXT = "forkserver"
+
+
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader worker init: one OpenCV thread per worker (samples are seeded per index anyway)."""
+    """DataLoader worker init: one OpenCV thread per worker (samples are seeded per index anyway).
+    Use with multiprocessing_context=LOADER_CONTEXT."""
     cv2.setNumThreads(1)
 
 

@@ -76,13 +76,13 @@ def infinite(loader_fn) -> Iterator[dict[str, torch.Tensor]]:
 
 
 def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int) -> DataLoader:
-    from .data import worker_init_fn
+    from .data import LOADER_CONTEXT, worker_init_fn
 
     for d in getattr(ds, "datasets", [ds]):
         if hasattr(d, "set_epoch"):
             d.set_epoch(epoch)
     w = cfg.data.workers
-    return DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=w, drop_last=True, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init_fn, persistent_workers=False, prefetch_factor=4 if w else None)
+    return DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=w, drop_last=True, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init_fn, persistent_workers=False, prefetch_factor=4 if w else None, multiprocessing_context=LOADER_CONTEXT if w else None)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -11,7 +11,7 @@ import numpy as np
 
 from .backends import ModelSource, create_backend, resolve_backend
 from .errors import VmatteError
-from .ops.sizes import SEG_STRIDE, lowres_size, padded_size
+from .ops.sizes import SEG_STRIDE, frame_sizes
 from .weights import read_header, shipped_onnx_dir, shipped_weights
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,13 @@ def _buffer(shape: tuple[int, ...]) -> np.ndarray:
 
 def prepare(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
     """Host pre-processing of one frame: (full [1,3,Hp,Wp] edge-padded to whole refiner cells,
-    low [1,3,h,w] area-downscaled for segmenter and generator). `full` is a per-thread buffer,
-    valid until the same thread prepares its next frame."""
+    low [1,3,h,w], the padded frame area-downscaled, for segmenter and generator). `full` is a
+    per-thread buffer, valid until the same thread prepares its next frame."""
     H, W = rgb.shape[:2]
-    Hp, Wp = padded_size(H, W)
-    h, w = lowres_size(H, W, long_side)
-    low = to_nchw(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
-    return to_nchw(rgb, _buffer((1, 3, Hp, Wp))), low
+    (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
+    padded = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
+    low = to_nchw(cv2.resize(padded, (w, h), interpolation=cv2.INTER_AREA))
+    return to_nchw(padded, _buffer((1, 3, Hp, Wp))), low
 
 
 def check_frame(rgb: Any) -> np.ndarray:
@@ -131,9 +131,10 @@ class Matter:
         """The segmenter's coarse person mask, upsampled to H x W float32."""
         rgb = check_frame(rgb)
         H, W = rgb.shape[:2]
-        _, low = prepare(rgb, self.long_side)
+        full, low = prepare(rgb, self.long_side)
         mask = np.asarray(self.backend.run("segmenter", image=low))[0, 0]
-        return cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR)
+        # The mask covers the padded frame: upsample to that, then crop the frame.
+        return cv2.resize(mask, (full.shape[3], full.shape[2]), interpolation=cv2.INTER_LINEAR)[:H, :W].copy()
 
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         """Alpha matte of one H x W x 3 uint8 RGB frame: H x W float32 in [0, 1]."""

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .ops.sizes import lowres_size, padded_size
+from .ops.sizes import frame_sizes
 from .runner import StopAware, _Stopped
 
 log = logging.getLogger(__name__)
@@ -204,10 +204,9 @@ def prepare_torch(x, long_side: int):
     import torch.nn.functional as F
 
     H, W = x.shape[-2:]
-    Hp, Wp = padded_size(H, W)
-    h, w = lowres_size(H, W, long_side)
-    low = F.interpolate(x, size=(h, w), mode="area") if (h, w) != (H, W) else x
+    (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     full = F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate") if (Hp, Wp) != (H, W) else x
+    low = F.interpolate(full, size=(h, w), mode="area") if (h, w) != (Hp, Wp) else full  # of the padded frame
     return full, low
 
 

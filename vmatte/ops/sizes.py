@@ -15,3 +15,11 @@ def lowres_size(h: int, w: int, long_side: int, multiple: int = SEG_STRIDE) -> t
 def padded_size(h: int, w: int) -> tuple[int, int]:
     """Full-resolution size padded up to whole refiner cells."""
     return -(-h // PATCH) * PATCH, -(-w // PATCH) * PATCH
+
+
+def frame_sizes(h: int, w: int, long_side: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((Hp, Wp), (h_low, w_low)) for an h x w frame. The low-resolution input is a downscale of
+    the *padded* frame, so the coarse alpha covers exactly what the refiner upsamples it onto
+    (downscaling the unpadded frame would stretch the matte over the padding)."""
+    Hp, Wp = padded_size(h, w)
+    return (Hp, Wp), lowres_size(Hp, Wp, long_side)
