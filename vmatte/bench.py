@@ -447,7 +447,17 @@ def _plot_cv2(series: dict[str, list[tuple[int, float]]], title: str, out: Path)
     cv2.rectangle(img, (m, m // 2), (W - 20, H - m), (0, 0, 0), 1)
     cv2.putText(img, title, (m, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "megapixels", (W // 2 - 40, H - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, f"fps (max {ymax:.0f})", (5, m // 2 + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "fps", (5, m // 2 + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (90, 90, 90)
+    for i in range(5):  # y ticks: 0 .. ymax
+        v = ymax * i / 4
+        y = int(H - m - (H - 1.5 * m) * v / ymax)
+        cv2.line(img, (m - 4, y), (m, y), (0, 0, 0), 1)
+        cv2.putText(img, f"{v:.0f}", (m - 40, y + 4), font, 0.4, grey, 1, cv2.LINE_AA)
+    for xv in sorted({p[0] / 1e6 for p in allp}):  # x ticks at the measured sizes
+        x = int(m + (W - 20 - m) * xv / xmax)
+        cv2.line(img, (x, H - m), (x, H - m + 4), (0, 0, 0), 1)
+        cv2.putText(img, f"{xv:.1f}", (x - 12, H - m + 18), font, 0.4, grey, 1, cv2.LINE_AA)
     colors = [(200, 60, 30), (30, 140, 30), (30, 60, 200), (150, 30, 150), (0, 150, 150), (100, 100, 100)]
     for k, (name, pts) in enumerate(series.items()):
         pts = sorted(pts)
