@@ -75,3 +75,20 @@ def test_low_res_input_covers_the_padded_frame():
     edge_low = np.argmax(row < 0.5)  # first dark low-res column
     x = edge_low * full.shape[3] / low.shape[3]
     assert abs(x - 197) <= full.shape[3] / low.shape[3] + 1
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    import torch
+
+    from vmatte.registry import create_model
+    from vmatte.weights import save_weights
+
+    torch.manual_seed(0)
+    p = save_weights(create_model("paper"), tmp_path / "paper.safetensors")
+    with pytest.raises(VmatteError, match="is for model 'paper', not 'rt'"):
+        Matter("rt", backend="torch", weights=p)
+
+
+def test_size_too_small(random_weights):
+    with pytest.raises(VmatteError, match="too small; use at least 64"):
+        Matter("rt", backend="torch", weights=random_weights, size=32)

@@ -1,6 +1,7 @@
 """Python API: `Matter(model="rt", backend="auto").matte(rgb) -> alpha`."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -86,8 +87,8 @@ class Matter:
         if weights is None and not wpath.is_file():
             raise VmatteError(f"model {model!r} has no shipped weights; train it (python -m vmatte.training.train) and pass --weights PATH")
         meta = read_header(wpath)
-        import json
-
+        if meta.get("model") != model:
+            raise VmatteError(f"weights file {wpath} is for model {meta.get('model')!r}, not {model!r}; pass --model {meta.get('model')} or other weights")
         self.card = json.loads(meta.get("card", "{}"))
         self.config = json.loads(meta["config"])
         onnx_dir = shipped_onnx_dir(model) if weights is None else None
@@ -99,8 +100,8 @@ class Matter:
             onnx_dir = self._export_onnx_cache(wpath)
             self.source = ModelSource(model, wpath, onnx_dir)
         self.long_side = int(size or self.config["gen_long_side"])
-        if self.long_side < SEG_STRIDE:
-            raise VmatteError(f"--size {self.long_side} is too small; use at least {SEG_STRIDE * 4}")
+        if self.long_side < 4 * SEG_STRIDE:
+            raise VmatteError(f"--size {self.long_side} is too small; use at least {4 * SEG_STRIDE}")
         backend_options.setdefault("long_side", self.long_side)  # engines' shape profiles follow it
         self.backend = create_backend(name, self.source, **backend_options)
         log.info("Matter(model=%s, backend=%s, size=%d)", model, self.backend.name, self.long_side)
@@ -113,9 +114,13 @@ class Matter:
 
         out = cache_dir() / "onnx" / file_sha256(weights)[:16]
         if not (out / "refiner.onnx").is_file():
-            from .export.onnx import export_onnx
-            from .registry import create_model
-            from .weights import load_weights
+            try:
+                from .export.onnx import export_onnx
+                from .registry import create_model
+                from .weights import load_weights
+            except ImportError as e:
+                raise VmatteError(f"running your own weights with onnxruntime exports them to ONNX once, which needs torch ({e}); "
+                                  "pip install 'vmatte[torch]', or export elsewhere with `vmatte export --format onnx`") from None
 
             meta = read_header(weights)
             m = create_model(meta["model"])
