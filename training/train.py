@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 from pathlib import Path
