@@ -192,6 +192,31 @@ def test_composite_dataset_same_in_workers(comp_ds):
         assert torch.equal(batches[j // 4]["image"][j % 4], comp_ds[j]["image"])
 
 
+def test_paste_distractors_only_changes_the_background_inside_objects():
+    rng = np.random.default_rng(0)
+    bg = np.zeros((48, 64, 3), np.float32)
+    out = D.paste_distractors(bg, [np.ones((48, 64, 3), np.float32)], rng, 3)
+    assert out.shape == bg.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    changed = (out > 0).any(-1).mean()
+    assert 0.01 < changed < 0.9  # objects cover part of the frame, not all of it
+    assert np.array_equal(D.paste_distractors(bg, [np.ones_like(bg)], rng, 0), bg)
+    assert not bg.any()  # the input is not modified in place
+
+
+def test_distractors_leave_the_subject_and_labels_alone(tmp_path):
+    fgs = D.ForegroundDataset(make_layers(tmp_path / "fg", n=2))
+    kw = dict(crop=32, length=6, seed=1)
+    plain = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0, p_distractor=0), **kw)
+    busy = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0, p_distractor=1), **kw)
+    differs = 0
+    for i in range(6):
+        a, b = plain.sample(i), busy.sample(i)
+        assert np.array_equal(a["alpha"], b["alpha"]) and np.array_equal(a["fg"], b["fg"])
+        assert np.allclose(b["image"], b["fg"] * b["alpha"][..., None] + b["bg"] * (1 - b["alpha"][..., None]), atol=1e-6)
+        differs += not np.array_equal(a["bg"], b["bg"])
+    assert differs >= 3
+
+
 def test_composite_dataset_noise_small(tmp_path):
     fgs = D.ForegroundDataset(make_layers(tmp_path / "fg", n=2))
     ds = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), crop=32, length=6,

@@ -86,7 +86,7 @@ def test_rotated_and_odd_sizes(tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "not_media", "audio_only", "same_as_input", "exists", "bad_bg",
                                   "tiny", "jpg_alpha", "mp4_rgba", "bad_kind", "bad_ext", "video_to_image",
-                                  "empty", "truncated", "empty_bg", "unwritable"])
+                                  "empty", "truncated", "truncated_jpg", "empty_bg", "unwritable"])
 def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
     m, out, kw, inp = EllipseMatter(), tmp_path / "out.mp4", {}, video
     if case == "missing":
@@ -118,6 +118,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
         inp = tmp_path / "empty.mp4"; inp.write_bytes(b"")
     elif case == "truncated":  # index first (faststart), then cut in half: decodes fine, ends early
         inp = _faststart_half(make_video(tmp_path / "long.mp4", n=40), tmp_path / "cut.mp4")
+    elif case == "truncated_jpg":  # decodes partly (grey below the cut) without the check
+        data = cv2.imencode(".jpg", frame_pattern(0, 96, 64))[1].tobytes()
+        inp = tmp_path / "cut.jpg"; inp.write_bytes(data[: len(data) // 2]); out = tmp_path / "cut_out.png"
     elif case == "empty_bg":
         (tmp_path / "bg.mp4").write_bytes(b"")
         kw["background"] = str(tmp_path / "bg.mp4")
@@ -130,7 +133,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, video, case):
         process(inp, out, matter=m, **kw)
     msg = str(ei.value)
     assert "\n" not in msg and len(msg) > 10
-    assert {"empty": "empty (0 bytes)", "truncated": "truncated", "empty_bg": "background",
+    assert {"empty": "empty (0 bytes)", "truncated": "truncated", "truncated_jpg": "truncated", "empty_bg": "background",
             "unwritable": "cannot write"}.get(case, "") in msg
     assert video.exists()
     if before is not None:
@@ -167,6 +170,25 @@ def test_write_failure_is_one_line_error_and_leaves_nothing(tmp_path, video, mon
     with pytest.raises(VmatteError, match="No space left"):
         process(video, tmp_path / "o.mp4", matter=EllipseMatter())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_cli_checks_the_job_before_loading_the_model(tmp_path, video, monkeypatch, capsys):
+    """A typo in a path fails at once with its own message: the model is only built for a valid job."""
+    import vmatte.api
+    from vmatte.cli import main
+
+    built = []
+
+    class Recording(EllipseMatter):
+        def __init__(self, **kw):
+            built.append(kw)
+            super().__init__()
+
+    monkeypatch.setattr(vmatte.api, "Matter", Recording)
+    assert main(["process", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o.mp4"), "-q"]) != 0
+    assert "input not found" in capsys.readouterr().err and built == []
+    assert main(["process", str(video), "-o", str(tmp_path / "o.mp4"), "-q", "--model", "rt"]) == 0
+    assert built == [{"model": "rt", "backend": "auto", "size": None}]
 
 
 def test_cli_sigterm_cleans_up_like_ctrl_c(tmp_path, video, monkeypatch, capsys):

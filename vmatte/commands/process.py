@@ -45,11 +45,13 @@ def run(args) -> int:
 
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="vmatte: %(message)s")
-    try:
-        from ..api import Matter
-    except ImportError as e:
-        raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
-    matter = Matter(model=args.model, backend=args.backend, size=args.size)
+
+    def make_matter():
+        try:
+            from ..api import Matter
+        except ImportError as e:
+            raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
+        return Matter(model=args.model, backend=args.backend, size=args.size)
 
     bar = None
     progress = None
@@ -68,7 +70,7 @@ def run(args) -> int:
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
-        res = process(args.input, args.output, matter=matter, background=args.background,
+        res = process(args.input, args.output, matter=make_matter, background=args.background,
                       output_kind=args.output_kind, overwrite=args.overwrite, progress=progress)
     except KeyboardInterrupt:
         if bar is not None:

@@ -203,9 +203,23 @@ class VideoSource:
             i += 1
 
 
+def is_truncated_image(data: bytes) -> bool:
+    """True for a JPEG or PNG cut short (an interrupted copy or download): OpenCV decodes those
+    partly, grey below the cut, and says nothing. JPEG: no end marker after the last scan
+    (scan data byte-stuffs 0xFF, so markers found there are real); PNG: no IEND after the last IDAT."""
+    if data[:2] == b"\xff\xd8":
+        sos = data.rfind(b"\xff\xda")
+        return sos < 0 or data.find(b"\xff\xd9", sos) < 0
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data.rfind(b"IEND") < data.rfind(b"IDAT")
+    return False
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an image as upright RGB uint8 (EXIF orientation applied by OpenCV)."""
     data = np.fromfile(str(path), dtype=np.uint8)
+    if is_truncated_image(data.tobytes()):
+        raise VmatteError(f"image {path} is truncated (the file ends before the image does); copy or export it again")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise VmatteError(f"cannot read image {path}: not a readable jpg/png/webp/bmp/tif; check the file")

@@ -49,13 +49,14 @@ class MattingModel(nn.Module):
 
 @register_model
 def rt(**overrides) -> MattingModel:
-    """Real-time default: light encoders, 2 residual blocks, generator at 256 px long side,
-    32 refined 64x64 border patches at full resolution."""
+    """Real-time default: DeepLabV3+ on an EfficientNet-Lite0 backbone (ImageNet-initialised),
+    light generator encoders, 2 residual blocks, generator at 256 px long side, 32 refined 64x64
+    border patches at full resolution."""
     return MattingModel(
         ModelConfig(
             name="rt",
             gen_long_side=256,
-            segmenter=SegmenterConfig(widths=(8, 16, 32, 64), blocks=(0, 1, 2, 2), aspp_ch=32, aspp_rates=(2, 4, 6), low_ch=16, dec_ch=24),
+            segmenter=SegmenterConfig(backbone="lite0", aspp_ch=48, aspp_rates=(2, 4, 6), low_ch=24, dec_ch=32, input_scale=0.75),
             generator=GeneratorConfig(widths=(8, 16, 32), res_blocks=2, skip_ch=(4, 8, 16)),
             refiner=RefinerConfig(patches=32, context=4, widths=(8, 16)),
             **overrides,
