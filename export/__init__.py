@@ -51,9 +51,7 @@ def _resolve_weights(model: str, weights: str | Path | None) -> Path:
     path = Path(weights) if weights is not None else shipped_weights(model)
     if weights is None and not path.is_file():
         raise VmatteError(f"model {model!r} has no shipped weights; pass --weights PATH to a trained .safetensors file")
-    meta = read_header(path)  # raises VmatteError for missing/damaged files
-    if meta.get("model") != model:
-        raise VmatteError(f"weights file {path} is for model {meta.get('model')!r}, not {model!r}; pass --model {meta.get('model')}")
+    read_header(path, model)  # raises VmatteError for missing/damaged/other-model files
     return path
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 
 from .backends import ModelSource, create_backend, resolve_backend
+from .backends.base import ThreadScratch
 from .errors import VmatteError
 from .ops.sizes import SEG_STRIDE, frame_sizes
 from .weights import read_header, shipped_onnx_dir, shipped_weights
@@ -26,20 +26,7 @@ def to_nchw(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-_buffers = threading.local()
-
-
-def _buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """A per-thread float32 scratch array of `shape` (reused across frames)."""
-    cache = getattr(_buffers, "cache", None)
-    if cache is None:
-        cache = _buffers.cache = {}
-    buf = cache.get(shape)
-    if buf is None:
-        if len(cache) > 4:
-            cache.clear()
-        buf = cache[shape] = np.empty(shape, np.float32)
-    return buf
+_full_buffers = ThreadScratch(limit=4)  # the padded full-resolution input, per thread and shape
 
 
 def prepare(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +37,8 @@ def prepare(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
     (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     padded = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
     low = to_nchw(cv2.resize(padded, (w, h), interpolation=cv2.INTER_AREA))
-    return to_nchw(padded, _buffer((1, 3, Hp, Wp))), low
+    shape = (1, 3, Hp, Wp)
+    return to_nchw(padded, _full_buffers.get(shape, shape)), low
 
 
 def check_frame(rgb: Any) -> np.ndarray:
@@ -79,9 +67,7 @@ class Matter:
         wpath = Path(weights) if weights is not None else shipped_weights(model)
         if weights is None and not wpath.is_file():
             raise VmatteError(f"model {model!r} has no shipped weights; train it (python -m vmatte.training.train) and pass --weights PATH")
-        meta = read_header(wpath)
-        if meta.get("model") != model:
-            raise VmatteError(f"weights file {wpath} is for model {meta.get('model')!r}, not {model!r}; pass --model {meta.get('model')} or other weights")
+        meta = read_header(wpath, model)
         self.card = json.loads(meta.get("card", "{}"))
         self.config = json.loads(meta["config"])
         onnx_dir = shipped_onnx_dir(model) if weights is None else None

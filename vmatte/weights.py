@@ -53,8 +53,9 @@ def save_weights(model, path: str | Path, card: dict[str, Any] | None = None) ->
     return path
 
 
-def read_header(path: str | Path) -> dict[str, str]:
-    """The metadata header of a weights file (model, config, card)."""
+def read_header(path: str | Path, model: str | None = None) -> dict[str, str]:
+    """The metadata header of a weights file (model, config, card); with `model`, also check that
+    the file was saved from that variant."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -67,6 +68,8 @@ def read_header(path: str | Path) -> dict[str, str]:
         raise VmatteError(f"weights file {path} is damaged or not a safetensors file ({e}); re-download it or reinstall vmatte") from None
     if meta.get("format") != "vmatte-weights/1":
         raise VmatteError(f"weights file {path} is not a vmatte weights file (no vmatte header); pass weights saved by vmatte's trainer")
+    if model is not None and meta.get("model") != model:
+        raise VmatteError(f"weights file {path} is for model {meta.get('model')!r}, not {model!r}; pass --model {meta.get('model')} or other weights")
     return meta
 
 
@@ -75,9 +78,7 @@ def load_weights(model, path: str | Path | None = None, strict: bool = True):
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else shipped_weights(model.cfg.name)
-    meta = read_header(path)
-    if meta.get("model") != model.cfg.name:
-        raise VmatteError(f"weights file {path} is for model {meta.get('model')!r}, not {model.cfg.name!r}; pass --model {meta.get('model')} or other weights")
+    meta = read_header(path, model.cfg.name)
     try:
         state = load_file(str(path))
     except Exception as e:

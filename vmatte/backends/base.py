@@ -5,6 +5,7 @@ NCHW layout; CPU backends take and give numpy arrays, GPU backends also accept a
 device tensors (torch CUDA tensors) so a GPU runner can keep frames on the device."""
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,29 @@ COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "generator": (("image", "mask"), "coarse"),
     "refiner": (("image", "coarse"), "alpha"),
 }
+
+
+class ThreadScratch:
+    """Float32 arrays reused per thread and key: a fresh multi-MB array per 720p frame costs
+    several ms of page faults on a small CPU. An array stays valid until the same thread asks for
+    the same key again; the cache is dropped when it grows past `limit` keys (sizes changing)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._local = threading.local()
+
+    def get(self, key: Any, shape: tuple[int, ...]) -> Any:
+        import numpy as np
+
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        buf = cache.get(key)
+        if buf is None or buf.shape != shape:
+            if len(cache) > self.limit:
+                cache.clear()
+            buf = cache[key] = np.empty(shape, np.float32)
+        return buf
 
 
 @dataclass(frozen=True)

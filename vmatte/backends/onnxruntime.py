@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import VmatteError
-from .base import COMPONENT_IO, Backend, ModelSource
+from .base import COMPONENT_IO, Backend, ModelSource, ThreadScratch
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class OnnxRuntimeBackend(Backend):
         if source.onnx_dir is None:
             raise VmatteError(f"model {source.model!r} has no ONNX export; run `vmatte export --model {source.model} --format onnx` first")
         self.sessions: dict[str, Any] = {}
-        self._local = threading.local()
+        self._outputs = ThreadScratch(limit=12)  # output arrays, per thread, component and shape
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One thread per session by default: on small CPUs two intra-op threads were slower (thread
@@ -56,25 +55,14 @@ class OnnxRuntimeBackend(Backend):
         names, out_name = COMPONENT_IO[component]
         feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in names}
         img = feed["image"]
-        out = self._out_buffer(component, (img.shape[0], 1, img.shape[2], img.shape[3]))
+        shape = (img.shape[0], 1, img.shape[2], img.shape[3])
+        out = self._outputs.get((component, shape), shape)
         binding = self.sessions[component].io_binding()
         for n, arr in feed.items():
             binding.bind_cpu_input(n, arr)
         binding.bind_output(out_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.sessions[component].run_with_iobinding(binding)
         return out
-
-    def _out_buffer(self, component: str, shape: tuple[int, ...]) -> np.ndarray:
-        # Output arrays reused per thread: a fresh 4 MB array every 720p frame costs page faults.
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = {}
-        key = (component, shape)
-        if key not in cache:
-            if len(cache) > 12:
-                cache.clear()
-            cache[key] = np.empty(shape, np.float32)
-        return cache[key]
 
     def close(self) -> None:
         self.sessions.clear()

@@ -217,8 +217,9 @@ def is_truncated_image(data: bytes) -> bool:
 
 def read_image(path: Path) -> np.ndarray:
     """Read an image as upright RGB uint8 (EXIF orientation applied by OpenCV)."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if is_truncated_image(data.tobytes()):
+    raw = Path(path).read_bytes()
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if is_truncated_image(raw):
         raise VmatteError(f"image {path} is truncated (the file ends before the image does); copy or export it again")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
