@@ -133,7 +133,7 @@ def program_only(model, long_side: int, sizes: str, frames: int) -> list:
     return res
 
 
-def end_to_end(model, long_side: int, frames: int, tmp: Path) -> dict:
+def end_to_end(model, long_side: int, frames: int, tmp: Path, batches=(1,)) -> dict:
     import copy
 
     from vmatte.backends.torch import TorchCudaBackend
@@ -154,12 +154,16 @@ def end_to_end(model, long_side: int, frames: int, tmp: Path) -> dict:
     out["make_video_s"] = time.perf_counter() - t0
     be = TorchCudaBackend(None, model=copy.deepcopy(model), half=True, cuda_graphs=True)
     runs = {}
-    for name, kw in (("nvdec+encode", dict(hwaccel=True, encode=True)),
-                     ("cpu-decode+encode", dict(hwaccel=False, encode=True)),
-                     ("nvdec, no encode", dict(hwaccel=True, encode=False)),
-                     ("cpu-decode, no encode", dict(hwaccel=False, encode=False))):
-        if E2E_RUNS == "cpu" and kw["hwaccel"]:
-            continue
+    plan = []
+    for batch in batches:
+        for name, kw in (("nvdec+encode", dict(hwaccel=True, encode=True)),
+                         ("cpu-decode+encode", dict(hwaccel=False, encode=True)),
+                         ("nvdec, no encode", dict(hwaccel=True, encode=False)),
+                         ("cpu-decode, no encode", dict(hwaccel=False, encode=False))):
+            if kw["hwaccel"] and (E2E_RUNS == "cpu" or batch != batches[0]):
+                continue
+            plan.append((f"{name}, batch {batch}", dict(kw, batch=batch)))
+    for name, kw in plan:
         log(f"end-to-end {name}")
         try:
             runs[name] = B.bench_end_to_end_gpu(be, video, long_side, out=tmp / "out.mp4", **kw)
@@ -331,6 +335,9 @@ def tables(res: dict) -> str:
         lines += ["| size | batch | graph p50 / p99 (ms) | graph fps | eager chain p50 (ms) | eager fps | seg / gen / ref eager p50 (ms) |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in res["model_only"]:
+            if not isinstance(r, dict) or "graph" not in r:
+                lines.append(f"| error: {str(r)[:160]} | | | | | | |")
+                continue
             g, e, st = r["graph"], r["eager_chain"], r["stages_eager"]
             lines.append(f"| {r['size']} | {r['batch']} | {g['p50_ms']:.3f} / {g['p99_ms']:.3f} | "
                          f"{r['graph_throughput_fps']:.0f} | {e['p50_ms']:.3f} | "
@@ -387,6 +394,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true",
                     help="variants: also time torch.compile (inductor) inside the graph; takes minutes to compile")
     ap.add_argument("--e2e-runs", default="all", help="'all' or 'cpu' (software decode only)")
+    ap.add_argument("--e2e-batches", default="1,4", help="frames per program call in the end-to-end runs")
+    ap.add_argument("--batch4-sizes", default="1080p,4k", help="sizes of the batch-4 model-only rows ('' for none)")
     args = ap.parse_args(argv)
     import torch
 
@@ -409,9 +418,11 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gpu_bench-"))
     steps = (("parity", lambda: parity(model, long_side)),
              ("model_only", lambda: model_only(model, long_side, args.sizes, args.frames, batches=(1,))
-              + model_only(model, long_side, "1080p,4k", args.frames // 2, batches=(4,))),
+              + (model_only(model, long_side, args.batch4_sizes, args.frames // 2, batches=(4,))
+                 if args.batch4_sizes else [])),
              ("program_only", lambda: program_only(model, long_side, "1080p,4k", args.frames)),
-             ("end_to_end", lambda: end_to_end(model, long_side, args.e2e_frames, tmp)),
+             ("end_to_end", lambda: end_to_end(model, long_side, args.e2e_frames, tmp,
+                                               tuple(int(b) for b in args.e2e_batches.split(",")))),
              ("rvm", lambda: rvm(Path(args.rvm), max(20, args.frames // 4))),
              ("variants", lambda: variants(model, long_side, args.frames, compile=args.compile)))
     wanted = [s.strip() for s in args.steps.split(",")]
@@ -439,7 +450,10 @@ def main(argv=None) -> int:
              out_dir / "gpu_bench.png")
     except Exception as e:  # noqa: BLE001
         log(f"plot failed: {e}")
-    print(tables(res))
+    try:
+        print(tables(res))
+    except Exception:  # noqa: BLE001 - the JSON is written; a broken table must not hide it
+        traceback.print_exc()
     return 0
 
 

@@ -76,7 +76,7 @@ def test_metadata_travels_with_frames_and_copy_out():
 @pytest.mark.parametrize("where", ["program", "sink", "source"])
 def test_errors_propagate(where):
     def prog(x):
-        if where == "program" and int(x[0, 0, 0]) == 5:
+        if where == "program" and int(x[0, 0, 0, 0]) == 5:
             raise ValueError("boom in program")
         return x
 
@@ -98,7 +98,9 @@ def test_bad_items_and_shapes_are_errors():
     with pytest.raises(TypeError, match="source item"):
         GpuRunner(lambda x: x, layer=HostLayer()).run(["not a frame"], lambda *a: None)
     with pytest.raises(ValueError, match="returned shape"):
-        GpuRunner(lambda x: x[:2], layer=HostLayer()).run(frames(2), lambda *a: None)
+        GpuRunner(lambda x: x[..., :2], layer=HostLayer()).run(frames(2), lambda *a: None)
+    with pytest.raises(ValueError, match="batch"):
+        GpuRunner(lambda x: x, batch=0, layer=HostLayer())
     with pytest.raises(ValueError, match="slots"):
         GpuRunner(lambda x: x, slots=0, layer=HostLayer())
 
@@ -110,12 +112,47 @@ def test_frame_size_change_reallocates():
     assert shapes == [(8, 10, 3)] * 3 + [(16, 6, 3)] * 3
 
 
+@pytest.mark.parametrize("batch,pad", [(2, False), (4, False), (4, True)])
+def test_batches_keep_order_metadata_and_size_changes(batch, pad):
+    """Batched calls: every frame once, in order, with its metadata; a size change or the end of
+    the source cuts a batch short (padded to the full batch size when pad_batches)."""
+    items = [(f, {"k": i}) for i, f in enumerate(frames(7, 8, 10) + frames(5, 6, 4))]
+    calls, got = [], []
+
+    def prog(x):
+        calls.append(tuple(x.shape))
+        return x + 1
+
+    stats = GpuRunner(prog, slots=2, layer=HostLayer(), batch=batch, copy_out=True, pad_batches=pad).run(
+        items, lambda i, o, m: got.append((i, m["k"], o.shape, int(o[0, 0, 0]))))
+    assert [g[0] for g in got] == list(range(12)) and [g[1] for g in got] == list(range(12))
+    assert [g[2] for g in got] == [(8, 10, 3)] * 7 + [(6, 4, 3)] * 5
+    assert [g[3] for g in got] == [(i % 7 if i < 7 else i - 7) + 1 for i in range(12)]
+    if pad:
+        assert all(c[0] == batch for c in calls) and len(calls) == 2 + 2  # 7 = 4+3, 5 = 4+1
+    else:
+        assert all(c[0] <= batch for c in calls) and sum(c[0] for c in calls) == 12
+    assert calls[0] == (batch, 8, 10, 3)  # full batches while frames keep coming
+    assert stats.frames == 12 and stats.batches == len(calls)
+
+
+def test_batched_program_equals_frame_by_frame(cpu_backend):
+    """MattingProgram on a batch gives what it gives one frame at a time."""
+    items = [np.random.default_rng(i).integers(16, 235, (48, 64, 3), dtype=np.uint8) for i in range(3)]
+    prog = MattingProgram(cpu_backend, 64, background="blur")
+    one = [prog(torch.from_numpy(f)).numpy() for f in items]
+    many = prog(torch.from_numpy(np.stack(items))).numpy()
+    assert many.shape == (3, 48, 64, 3) and prog.out_shape((3, 48, 64, 3)) == (3, 48, 64, 3)
+    for a, b in zip(one, many):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
 def test_yuv_roundtrip_close():
     rng = np.random.default_rng(1)
     rgb = torch.from_numpy(rng.uniform(0.1, 0.9, (1, 3, 16, 20)).astype(np.float32))
     rgb = torch.nn.functional.interpolate(rgb[:, :, ::2, ::2], scale_factor=2, mode="nearest")  # flat 2x2 chroma
     planes = rgb_to_yuv420(rgb)
-    assert planes.shape == (24, 20) and planes.dtype == torch.uint8
+    assert planes.shape == (1, 24, 20) and planes.dtype == torch.uint8
     back = yuv420_to_rgb(planes, 16, 20)
     assert float((back - rgb).abs().max()) < 0.02
 
@@ -125,13 +162,13 @@ def test_yuv_matches_ffmpeg_conversion():
     rgb = (np.random.default_rng(2).uniform(20, 235, (16, 24, 3))).astype(np.uint8)
     rgb[:, :12] = (200, 40, 90)  # a flat block: swscale's chroma filter is not a 2x2 box, so compare there
     planes = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-    ours = rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(rgb))).numpy()
+    ours = rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(rgb)))[0].numpy()
     assert np.abs(ours[:16].astype(int) - planes[:16].astype(int)).max() <= 1  # luma everywhere
     u_ours, u_ff = ours[16:20].reshape(8, 12), planes[16:20].reshape(8, 12)
     assert np.abs(u_ours[:, :4].astype(int) - u_ff[:, :4].astype(int)).max() <= 1  # chroma on the flat block
     flat = np.ascontiguousarray(rgb[:, :12])
     flat_planes = av.VideoFrame.from_ndarray(flat, format="rgb24").reformat(format="yuv420p").to_ndarray()
-    back = nchw_to_hwc_uint8(yuv420_to_rgb(torch.from_numpy(flat_planes), 16, 12)).numpy()
+    back = nchw_to_hwc_uint8(yuv420_to_rgb(torch.from_numpy(flat_planes), 16, 12))[0].numpy()
     assert np.abs(back.astype(int) - flat.astype(int)).max() <= 3
 
 
@@ -185,7 +222,7 @@ def test_program_formats_through_runner(cpu_backend, in_fmt, out_fmt, bg):
     shape = (48, 64, 3) if in_fmt == "rgb24" else (72, 64)
     items = [np.random.default_rng(i).integers(16, 235, shape, dtype=np.uint8) for i in range(3)]
     outs = []
-    GpuRunner(prog, slots=2, layer=HostLayer(), copy_out=True).run(items, lambda i, o, m: outs.append(o))
+    GpuRunner(prog, slots=2, layer=HostLayer(), copy_out=True, batch=2).run(items, lambda i, o, m: outs.append(o))
     assert len(outs) == 3 and outs[0].shape == prog.out_shape(shape) and outs[0].dtype == np.uint8
 
 
@@ -198,7 +235,8 @@ def test_program_rejects_bad_options(cpu_backend):
 
 @cuda
 @needs_cuda
-def test_cuda_runner_graph_program_matches_eager():
+@pytest.mark.parametrize("batch", [1, 4])
+def test_cuda_runner_graph_program_matches_eager(batch):
     from vmatte.backends.torch import TorchCudaBackend
     from vmatte.gpu_runner import CudaLayer
     from vmatte.registry import create_model
@@ -213,7 +251,8 @@ def test_cuda_runner_graph_program_matches_eager():
     outs = {}
     for name, be in (("graph", g), ("eager", e)):
         res = []
-        GpuRunner(MattingProgram(be, 256, background="blur"), slots=3, layer=CudaLayer(), copy_out=True).run(
+        GpuRunner(MattingProgram(be, 256, background="blur"), slots=3, layer=CudaLayer(), copy_out=True,
+                  batch=batch).run(
             items, lambda i, o, m: res.append(o))
         outs[name] = res
     for a, b in zip(outs["graph"], outs["eager"]):
@@ -247,7 +286,7 @@ def test_yuv_matrices_match_swscale(matrix, sws):
     subsampling plays no part)."""
     av = pytest.importorskip("av")
     colour = torch.tensor([0.8, 0.3, 0.2]).view(1, 3, 1, 1)
-    planes = rgb_to_yuv420(torch.zeros(1, 3, 16, 20) + colour, matrix).numpy()
+    planes = rgb_to_yuv420(torch.zeros(1, 3, 16, 20) + colour, matrix)[0].numpy()
     ref = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24", src_colorspace=sws)
     ours = yuv420_to_rgb(torch.from_numpy(planes), 16, 20, matrix=matrix)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(ours - ref).max() < 3

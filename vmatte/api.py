@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -83,6 +85,8 @@ class Matter:
             raise VmatteError(f"--size {self.long_side} is too small; use at least {4 * SEG_STRIDE}")
         backend_options.setdefault("long_side", self.long_side)  # engines' shape profiles follow it
         self.backend = create_backend(name, self.source, **backend_options)
+        # GPU backends share one execution context, stream and staging buffers: one frame at a time.
+        self._serial = threading.Lock() if getattr(self.backend, "device", "cpu") == "cuda" else nullcontext()
         log.info("Matter(model=%s, backend=%s, size=%d)", model, self.backend.name, self.long_side)
 
     @staticmethod
@@ -116,7 +120,8 @@ class Matter:
         rgb = check_frame(rgb)
         H, W = rgb.shape[:2]
         full, low = prepare(rgb, self.long_side)
-        mask = np.asarray(self.backend.run("segmenter", image=low))[0, 0]
+        with self._serial:
+            mask = np.array(np.asarray(self.backend.run("segmenter", image=low))[0, 0], copy=True)
         # The mask covers the padded frame: upsample to that, then crop the frame.
         return cv2.resize(mask, (full.shape[3], full.shape[2]), interpolation=cv2.INTER_LINEAR)[:H, :W].copy()
 
@@ -126,11 +131,12 @@ class Matter:
         H, W = rgb.shape[:2]
         full, low = prepare(rgb, self.long_side)
         be = self.backend
-        mask = be.run("segmenter", image=low)
-        coarse = be.run("generator", image=low, mask=mask)
-        alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
-        # Always a copy: backends may return a buffer they reuse on the next call.
-        return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
+        with self._serial:
+            mask = be.run("segmenter", image=low)
+            coarse = be.run("generator", image=low, mask=mask)
+            alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
+            # Always a copy: backends may return a buffer they reuse on the next call.
+            return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
 
     def matte_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Alpha mattes of several frames (each may have its own size)."""

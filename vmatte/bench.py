@@ -263,10 +263,10 @@ def make_test_video(path: str | Path, h: int = 1080, w: int = 1920, frames: int 
 
 def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | Path | None = None,
                          slots: int = 4, hwaccel: bool = False, encode: bool = True,
-                         codec: str | None = None) -> dict[str, Any]:
+                         codec: str | None = None, batch: int = 1) -> dict[str, Any]:
     """decode (NVDEC or CPU, planar YUV) -> GpuRunner (YUV->RGB, model, blur, RGB->YUV on the GPU)
     -> encode (NVENC or libx264), frames/s over the whole file. encode=False drops the frames
-    after download (isolates the encoder's cost). hwaccel is off by default: on an H100 with 16
+    after download (isolates the encoder's cost); batch frames go through the program per call. hwaccel is off by default: on an H100 with 16
     cores PyAV's NVDEC path (download + NV12 conversion on the host) decoded 1080p H.264 at about
     a fifth of the speed of FFmpeg's threaded software decoder (docs/benchmarks.md)."""
     import av
@@ -277,7 +277,7 @@ def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | 
         vs = c.streams.video[0]
         W, H, rate = vs.codec_context.width, vs.codec_context.height, vs.average_rate or 30
     prog = MattingProgram(backend, long_side, background="blur", in_format="yuv420p", out_format="yuv420p")
-    runner = GpuRunner(prog, slots=slots, layer=CudaLayer())
+    runner = GpuRunner(prog, slots=slots, layer=CudaLayer(), batch=batch)
     info: dict[str, Any] = {}
     writer = None
     if encode:
@@ -288,8 +288,8 @@ def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | 
         def sink(i, planes, meta) -> None:
             pass
     # Warm-up pass over a few frames so capture and cudnn autotuning stay out of the timing.
-    warm = [f for _, f in zip(range(4), iter_yuv_frames(str(video), hwaccel=False))]
-    GpuRunner(prog, slots=2, layer=CudaLayer()).run(warm, lambda *a: None)
+    warm = [f for _, f in zip(range(2 * batch + 1), iter_yuv_frames(str(video), hwaccel=False))]
+    GpuRunner(prog, slots=2, layer=CudaLayer(), batch=batch).run(warm, lambda *a: None)
     stats = runner.run(iter_yuv_frames(str(video), hwaccel=hwaccel, info=info), sink)
     if writer is not None:
         t0 = time.perf_counter()
@@ -297,7 +297,8 @@ def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | 
         stats.seconds += time.perf_counter() - t0
     return {"frames": stats.frames, "seconds": stats.seconds, "fps": stats.fps, "size": [H, W],
             "decode": "nvdec" if info.get("hw") else "cpu", "decoded_format": info.get("format"),
-            "encoder": writer.codec if writer else None, "slots": slots, "max_in_flight": stats.max_in_flight,
+            "encoder": writer.codec if writer else None, "slots": slots, "batch": batch,
+            "max_in_flight": stats.max_in_flight,
             "stages": {k: summarize(v) for k, v in stats.stage_ms.items()}}
 
 

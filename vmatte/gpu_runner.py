@@ -144,7 +144,7 @@ def yuv_matrix(width: int, height: int) -> str:
 
 
 def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=None, matrix: str = "bt601"):
-    """uint8 [H*3/2, W] (I420 planes, or NV12 when nv12) -> float RGB [1,3,H,W] in [0,1]."""
+    """uint8 [N,H*3/2,W] or [H*3/2,W] (I420 planes, or NV12 when nv12) -> float RGB [N,3,H,W] in [0,1]."""
     import torch
     import torch.nn.functional as F
 
@@ -152,55 +152,60 @@ def yuv420_to_rgb(planes, height: int, width: int, nv12: bool = False, dtype=Non
     kg = 1.0 - kr - kb
     dtype = dtype or torch.float32
     H, W = height, width
-    y = planes[:H].to(dtype)  # [H,W]
+    if planes.dim() == 2:
+        planes = planes[None]
+    N = planes.shape[0]
+    y = planes[:, :H].to(dtype)  # [N,H,W]
     if nv12:
-        uv = planes[H:].reshape(H // 2, W // 2, 2).permute(2, 0, 1).to(dtype)  # [2,H/2,W/2]
+        uv = planes[:, H:].reshape(N, H // 2, W // 2, 2).permute(0, 3, 1, 2).to(dtype)  # [N,2,H/2,W/2]
     else:
-        uv = planes[H:].reshape(2, H // 2, W // 2).to(dtype)
-    uv = F.interpolate(uv[None], size=(H, W), mode="nearest")[0]  # [2,H,W]
+        uv = planes[:, H:].reshape(N, 2, H // 2, W // 2).to(dtype)
+    uv = F.interpolate(uv, size=(H, W), mode="nearest")  # [N,2,H,W]
     yy = (y - 16.0) * (1.0 / 219.0)
-    u = (uv[0] - 128.0) * (1.0 / 224.0)
-    v = (uv[1] - 128.0) * (1.0 / 224.0)
+    u = (uv[:, 0] - 128.0) * (1.0 / 224.0)
+    v = (uv[:, 1] - 128.0) * (1.0 / 224.0)
     r = yy + 2 * (1 - kr) * v
     g = yy - (2 * kb * (1 - kb) / kg) * u - (2 * kr * (1 - kr) / kg) * v
     b = yy + 2 * (1 - kb) * u
-    return torch.stack([r, g, b]).clamp_(0.0, 1.0)[None]
+    return torch.stack([r, g, b], 1).clamp_(0.0, 1.0)
 
 
 def rgb_to_yuv420(rgb, matrix: str = "bt601"):
-    """float RGB [1,3,H,W] in [0,1] (H, W even) -> uint8 I420 planes [H*3/2, W]."""
+    """float RGB [N,3,H,W] in [0,1] (H, W even) -> uint8 I420 planes [N,H*3/2,W]."""
     import torch
     import torch.nn.functional as F
 
     kr, kb = _KR_KB[matrix]
-    r, g, b = rgb[0, 0], rgb[0, 1], rgb[0, 2]
-    H, W = r.shape
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]  # [N,H,W]
+    N, H, W = r.shape
     luma = kr * r + (1.0 - kr - kb) * g + kb * b
     y = 16.0 + 219.0 * luma
     u = 128.0 + 224.0 * (b - luma) / (2 * (1 - kb))
     v = 128.0 + 224.0 * (r - luma) / (2 * (1 - kr))
-    uv = F.avg_pool2d(torch.stack([u, v])[None], 2)[0]  # [2,H/2,W/2]
-    out = torch.cat([y.reshape(-1), uv.reshape(-1)]).add_(0.5).clamp_(0, 255).to(torch.uint8)
-    return out.reshape(H * 3 // 2, W)
+    uv = F.avg_pool2d(torch.stack([u, v], 1), 2)  # [N,2,H/2,W/2]
+    out = torch.cat([y.reshape(N, -1), uv.reshape(N, -1)], 1).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return out.reshape(N, H * 3 // 2, W)
 
 
 def hwc_to_nchw(img, dtype=None):
-    """uint8 [H,W,C] -> float [1,C,H,W] in [0,1]."""
+    """uint8 [N,H,W,C] or [H,W,C] -> float [N,C,H,W] in [0,1]."""
     import torch
 
-    return img.permute(2, 0, 1)[None].to(dtype or torch.float32).mul_(1.0 / 255.0)
+    if img.dim() == 3:
+        img = img[None]
+    return img.permute(0, 3, 1, 2).to(dtype or torch.float32).mul_(1.0 / 255.0)
 
 
 def nchw_to_hwc_uint8(x):
-    """float [1,C,H,W] in [0,1] -> uint8 [H,W,C] (rounded, clipped), contiguous."""
+    """float [N,C,H,W] in [0,1] -> uint8 [N,H,W,C] (rounded, clipped), contiguous."""
     import torch
 
-    return x[0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+    return x.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def prepare_torch(x, long_side: int):
-    """Device pre-processing of a frame x [1,3,H,W]: (full [1,3,Hp,Wp] edge-padded to whole
-    refiner cells, low [1,3,h,w] area-downscaled), as vmatte.api.prepare does on the host."""
+    """Device pre-processing of frames x [N,3,H,W]: (full [N,3,Hp,Wp] edge-padded to whole
+    refiner cells, low [N,3,h,w] area-downscaled), as vmatte.api.prepare does on the host."""
     import torch.nn.functional as F
 
     H, W = x.shape[-2:]
@@ -227,7 +232,7 @@ def gaussian_blur_torch(x, sigma: float):
 
 
 def blur_background_torch(x, alpha, sigma: float = 16.0):
-    """Blur the background behind the person: x [1,3,H,W], alpha [1,1,H,W] -> [1,3,H,W].
+    """Blur the background behind the person: x [N,3,H,W], alpha [N,1,H,W] -> [N,3,H,W].
     Background-weighted blur at reduced resolution, as vmatte.ops.compose.blur_background."""
     import torch
     import torch.nn.functional as F
@@ -238,7 +243,7 @@ def blur_background_torch(x, alpha, sigma: float = 16.0):
     s = min(1.0, 3.0 / sigma)
     sh, sw = max(1, round(H * s)), max(1, round(W * s))
     wb = 1.0 - alpha
-    small = F.interpolate(torch.cat([x * wb, wb, x], 1), size=(sh, sw), mode="area")  # [1,7,sh,sw]
+    small = F.interpolate(torch.cat([x * wb, wb, x], 1), size=(sh, sw), mode="area")  # [N,7,sh,sw]
     small = gaussian_blur_torch(small, sigma * s)
     num, den, plain = small[:, :3], small[:, 3:4], small[:, 4:]
     blurred = torch.where(den > 1e-2, num / den.clamp_min(1e-6), plain)
@@ -254,12 +259,14 @@ OUT_FORMATS = ("rgb24", "rgba", "yuv420p", "alpha")
 
 
 class MattingProgram:
-    """uint8 frame on the device -> uint8 composited frame on the device.
+    """uint8 frames on the device -> uint8 composited frames on the device.
 
     backend: a torch backend (TorchBackend / TorchCudaBackend; uses its `_chain` and dtype).
     background: "blur", an (r, g, b) colour, an RGB uint8 image (cover-resized to each frame size),
     or None (keep the frame: useful with out_format "rgba" or "alpha").
     in_format: rgb24 [H,W,3] | yuv420p / nv12 [H*3/2,W]; out_format: rgb24 | rgba | yuv420p | alpha.
+    A call takes one frame, or a batch with a leading dimension [N,...] (one graph per batch size:
+    batching amortises the fixed per-call cost of hundreds of small kernels).
     With a CUDA backend that has graphs, the whole program (conversion, model, compositing) is one
     CUDA graph per frame size."""
 
@@ -300,15 +307,22 @@ class MattingProgram:
         else:
             self._graphs = None
 
+    @property
+    def frame_ndim(self) -> int:
+        """Dimensions of one input frame (rgb24: 3, planar YUV: 2); one more is a batch."""
+        return 3 if self.in_format == "rgb24" else 2
+
     def frame_shape(self, in_shape: Sequence[int]) -> tuple[int, int]:
-        """(H, W) of a frame from the shape of its input buffer."""
+        """(H, W) of a frame from the shape of its input buffer (one frame or a batch)."""
         if self.in_format == "rgb24":
-            return int(in_shape[0]), int(in_shape[1])
-        return int(in_shape[0]) * 2 // 3, int(in_shape[1])
+            return int(in_shape[-3]), int(in_shape[-2])
+        return int(in_shape[-2]) * 2 // 3, int(in_shape[-1])
 
     def out_shape(self, in_shape: Sequence[int]) -> tuple[int, ...]:
+        """Output shape for an input shape (a batch keeps its leading dimension)."""
         H, W = self.frame_shape(in_shape)
-        return {"rgb24": (H, W, 3), "rgba": (H, W, 4), "yuv420p": (H * 3 // 2, W), "alpha": (H, W)}[self.out_format]
+        batch = tuple(int(d) for d in in_shape[:len(in_shape) - self.frame_ndim])
+        return batch + {"rgb24": (H, W, 3), "rgba": (H, W, 4), "yuv420p": (H * 3 // 2, W), "alpha": (H, W)}[self.out_format]
 
     def _bg(self, H: int, W: int):
         if (H, W) not in self._bg_cache:
@@ -319,21 +333,21 @@ class MattingProgram:
                                                  self.dtype)
         return self._bg_cache[(H, W)]
 
-    def _forward(self, frame):
-        """The whole per-frame program on uint8 `frame`; returns uint8 out_shape."""
+    def _forward(self, frames):
+        """The whole program on a uint8 batch `frames` [N,...]; returns uint8 [N, *out_shape]."""
         torch = self.torch
-        H, W = self.frame_shape(frame.shape)
+        H, W = self.frame_shape(frames.shape)
         if self.in_format == "rgb24":
-            x = hwc_to_nchw(frame, self.dtype)  # [1,3,H,W]
+            x = hwc_to_nchw(frames, self.dtype)  # [N,3,H,W]
         else:
-            x = yuv420_to_rgb(frame, H, W, nv12=self.in_format == "nv12", dtype=self.dtype, matrix=yuv_matrix(W, H))
+            x = yuv420_to_rgb(frames, H, W, nv12=self.in_format == "nv12", dtype=self.dtype, matrix=yuv_matrix(W, H))
         full, low = prepare_torch(x, self.long_side)
         if self.channels_last:
             full = full.contiguous(memory_format=torch.channels_last)
             low = low.contiguous(memory_format=torch.channels_last)
-        alpha = self.backend._chain(full, low)[:, :, :H, :W]  # [1,1,H,W]
+        alpha = self.backend._chain(full, low)[:, :, :H, :W]  # [N,1,H,W]
         if self.out_format == "alpha":
-            return alpha[0, 0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+            return alpha[:, 0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
         if self.background == "blur":
             y = blur_background_torch(x, alpha, self.blur_sigma)
         elif self.background == "color":
@@ -349,14 +363,18 @@ class MattingProgram:
         return nchw_to_hwc_uint8(y)
 
     def __call__(self, frame):
-        """Run on the current stream. With graphs the result is a static buffer: copy it out
-        (in stream order) before the next call with the same frame size."""
+        """Run on the current stream on one frame or a batch [N,...]. With graphs the result is
+        a static buffer: copy it out (in stream order) before the next call of the same shape."""
+        single = frame.dim() == self.frame_ndim
+        batch = frame[None] if single else frame
         if self._graphs is not None:
             if self.background == "image":
                 self._bg(*self.frame_shape(frame.shape))  # build outside the capture
-            return self._graphs(frame)
-        with self.torch.inference_mode():
-            return self._fn(frame)
+            out = self._graphs(batch)
+        else:
+            with self.torch.inference_mode():
+                out = self._fn(batch)
+        return out[0] if single else out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,9 +382,11 @@ class MattingProgram:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class RunStats:
-    """What a run did: frames, wall time, the most slots in flight at once, per-frame stage times."""
+    """What a run did: frames, batches, wall time, the most slots in flight at once, per-batch
+    stage times (ms)."""
 
     frames: int = 0
+    batches: int = 0
     seconds: float = 0.0
     max_in_flight: int = 0
     stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"upload": [], "compute": [], "download": []})
@@ -377,12 +397,14 @@ class RunStats:
 
 
 class _Slot:
+    """One batch in flight: pinned host and device buffers [batch, ...] for input and output."""
+
     def __init__(self, layer, idx: int) -> None:
         self.idx = idx
         self.shape: tuple | None = None
         self.host_in = self.dev_in = self.dev_out = self.host_out = None
         self.ev_start, self.ev_up, self.ev_comp, self.ev_down = (layer.new_event() for _ in range(4))
-        self.meta: Any = None
+        self.metas: list[tuple[int, Any]] = []
 
     def ensure(self, layer, in_shape: tuple, out_shape: tuple) -> None:
         """(Re)allocate the slot's four buffers when the frame size changes."""
@@ -411,22 +433,32 @@ def _frame_array(item: Any) -> tuple[np.ndarray, Any]:
 
 
 class GpuRunner(StopAware):
-    """Run `program` (uint8 device frame -> uint8 device frame) over a source, `slots` frames in
-    flight, delivering results in order to `sink(index, out: np.ndarray, meta)` in the caller's
-    thread. `out` is a view of a pinned buffer that is reused once sink returns: copy it to keep it
-    (`copy_out=True` does). out_shape(in_shape) gives the output buffer shape (default: the
-    program's `out_shape`, else the input's)."""
+    """Run `program` (uint8 device batch [n, *frame] -> uint8 device batch [n, *out]) over a
+    source, `batch` frames per program call and `slots` calls in flight, delivering results in
+    order to `sink(index, out: np.ndarray, meta)`, one frame at a time, in the caller's thread.
+    `out` is a view of a pinned buffer that is reused once sink returns: copy it to keep it
+    (`copy_out=True` does). out_shape(frame_shape) gives one output frame's shape (default: the
+    program's `out_shape`, else the input's). A batch is cut short at the end of the source or
+    when the frame size changes; batch=1 keeps latency lowest (live video), larger batches raise
+    throughput (files). With pad_batches (default) a short batch still goes through the program
+    at full size (the spare rows hold stale frames, their outputs are dropped): one input shape
+    means one CUDA graph and no cuDNN autotuning mid-run for the tail of a file."""
 
     poll = 0.05  # seconds between checks of the stop flag while blocked
 
     def __init__(self, program: Callable, slots: int = 4, layer=None, decode_queue: int = 4,
-                 out_shape: Callable[[tuple], tuple] | None = None, copy_out: bool = False, timing: bool = True):
+                 out_shape: Callable[[tuple], tuple] | None = None, copy_out: bool = False, timing: bool = True,
+                 batch: int = 1, pad_batches: bool = True):
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         self.program = program
         self.layer = layer if layer is not None else default_layer()
         self.n_slots = slots
-        self.decode_queue = max(1, decode_queue)
+        self.batch = int(batch)
+        self.pad_batches = pad_batches
+        self.decode_queue = max(1, decode_queue, self.batch)
         self.out_shape = out_shape or getattr(program, "out_shape", None) or (lambda s: tuple(s))
         self.copy_out = copy_out
         self.timing = timing
@@ -439,51 +471,72 @@ class GpuRunner(StopAware):
     def _decode(self, source: Iterable, q_in: queue.Queue) -> None:
         try:
             for i, item in enumerate(source):
-                self._put(q_in, (i, item))
+                self._put(q_in, (i, _frame_array(item)))
             self._put(q_in, _END)
         except _Stopped:
             pass
         except BaseException as e:  # noqa: BLE001 - forwarded to the caller
             self._fail(e)
 
+    def _next_batch(self, q_in: queue.Queue, carry: list, ended: bool) -> tuple[list, bool]:
+        """Up to `batch` decoded frames of one shape: (frames, source ended). A frame of another
+        size is kept in `carry` for the next batch."""
+        items: list = []
+        if carry:
+            items.append(carry.pop())
+        while len(items) < self.batch and not ended:
+            msg = self._get(q_in)
+            if msg is _END:
+                return items, True
+            i, (arr, meta) = msg
+            if arr.dtype != np.uint8:
+                raise TypeError(f"GPU runner frame {i} has dtype {arr.dtype}; expected uint8")
+            if items and arr.shape != items[0][1][0].shape:
+                carry.append(msg)
+                break
+            items.append(msg)
+        return items, ended
+
     def _submit(self, q_in: queue.Queue, free: queue.Queue, done: queue.Queue) -> None:
         import torch
 
         L = self.layer
+        carry: list = []
         try:
-            while True:
-                msg = self._get(q_in)
-                if msg is _END:
+            ended = False
+            while not ended or carry:
+                items, ended = self._next_batch(q_in, carry, ended)
+                if not items:
                     break
-                i, item = msg
-                arr, meta = _frame_array(item)
-                if arr.dtype != np.uint8:
-                    raise TypeError(f"GPU runner frame {i} has dtype {arr.dtype}; expected uint8")
+                n, shape = len(items), tuple(items[0][1][0].shape)
+                m = self.batch if self.pad_batches else n  # rows through the program
                 slot = self.slots[self._get(free)]  # back-pressure: wait for a free slot
                 with self._lock:
                     self._in_flight += 1
                     self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-                slot.ensure(L, tuple(arr.shape), tuple(self.out_shape(tuple(arr.shape))))
-                slot.meta = (i, meta)
-                np.copyto(slot.host_in.numpy(), arr)  # into pinned memory
+                out_frame = tuple(self.out_shape(shape))
+                slot.ensure(L, (self.batch, *shape), (self.batch, *out_frame))
+                slot.metas = [(i, meta) for i, (_, meta) in items]
+                for k, (_, (arr, _)) in enumerate(items):
+                    np.copyto(slot.host_in[k].numpy(), arr)  # into pinned memory
                 with L.stream(self.s_up):
                     L.record(slot.ev_start, self.s_up)
-                    slot.dev_in.copy_(slot.host_in, non_blocking=True)
+                    slot.dev_in[:m].copy_(slot.host_in[:m], non_blocking=True)
                     L.record(slot.ev_up, self.s_up)
                 with L.stream(self.s_comp):
                     L.wait(self.s_comp, slot.ev_up)
                     with torch.inference_mode():
-                        out = self.program(slot.dev_in)
-                        if tuple(out.shape) != tuple(slot.dev_out.shape):
+                        out = self.program(slot.dev_in[:m])
+                        if tuple(out.shape) != (m, *out_frame):
                             raise ValueError(f"GPU program returned shape {tuple(out.shape)} for input "
-                                             f"{tuple(arr.shape)}; out_shape said {tuple(slot.dev_out.shape)}")
-                        slot.dev_out.copy_(out)  # the program's output may be a reused (graph) buffer
+                                             f"{(m, *shape)}; out_shape said {(m, *out_frame)}")
+                        slot.dev_out[:n].copy_(out[:n])  # the program's output may be a reused (graph) buffer
                     L.record(slot.ev_comp, self.s_comp)
                 with L.stream(self.s_down):
                     L.wait(self.s_down, slot.ev_comp)
-                    slot.host_out.copy_(slot.dev_out, non_blocking=True)
+                    slot.host_out[:n].copy_(slot.dev_out[:n], non_blocking=True)
                     L.record(slot.ev_down, self.s_down)
-                done.put(slot.idx)  # FIFO: frames reach the caller in submission order
+                done.put(slot.idx)  # FIFO: batches reach the caller in submission order
             done.put(_END)
         except _Stopped:
             pass
@@ -513,17 +566,18 @@ class GpuRunner(StopAware):
                     break
                 slot = self.slots[idx]
                 self.layer.sync(slot.ev_down)
-                i, meta = slot.meta
-                if i != want:  # pragma: no cover - would be a bug in the FIFO hand-off
-                    raise RuntimeError(f"GPU runner delivered frame {i} when {want} was due; this is a bug")
                 if self.timing:
                     st = self.stats.stage_ms
                     st["upload"].append(slot.ev_start.elapsed_ms(slot.ev_up))
                     st["compute"].append(slot.ev_up.elapsed_ms(slot.ev_comp))
                     st["download"].append(slot.ev_comp.elapsed_ms(slot.ev_down))
-                out = slot.host_out.numpy()
-                sink(i, out.copy() if self.copy_out else out, meta)
-                want += 1
+                for k, (i, meta) in enumerate(slot.metas):
+                    if i != want:  # pragma: no cover - would be a bug in the FIFO hand-off
+                        raise RuntimeError(f"GPU runner delivered frame {i} when {want} was due; this is a bug")
+                    out = slot.host_out[k].numpy()
+                    sink(i, out.copy() if self.copy_out else out, meta)
+                    want += 1
+                self.stats.batches += 1
                 with self._lock:
                     self._in_flight -= 1
                 free.put(idx)

@@ -85,6 +85,43 @@ def _check_complete(inp: Path, src, n: int) -> None:
                           "download or export it again")
 
 
+GPU_BATCH = 4  # frames per device-program call on the GPU route (throughput; files, not live)
+
+
+def gpu_program(matter, output_kind: str, bg: Background):
+    """The whole-frame device program (vmatte.gpu_runner.MattingProgram: model, compositing and
+    conversions on the GPU, CUDA graphs) for this job, or None when the job takes the host path:
+    a matter whose backend is not a torch CUDA backend (TensorRT, onnxruntime, CPU torch), an
+    output kind other than composite/alpha, or a background the program does not draw (a video,
+    transparent)."""
+    from .backgrounds import BlurBackground, ColorBackground, ImageBackground
+
+    be = getattr(matter, "backend", None)
+    if be is None or getattr(be, "device", "cpu") != "cuda" or not hasattr(be, "_chain"):
+        return None
+    kw: dict = {}
+    if output_kind == "alpha":
+        kw = dict(background=None, out_format="alpha")
+    elif output_kind == "composite" and isinstance(bg, BlurBackground):
+        kw = dict(background="blur", blur_sigma=bg.sigma)
+    elif output_kind == "composite" and isinstance(bg, ColorBackground):
+        kw = dict(background=bg.color)
+    elif output_kind == "composite" and isinstance(bg, ImageBackground):
+        kw = dict(background=bg.image)
+    else:
+        return None
+    from .gpu_runner import MattingProgram
+
+    return MattingProgram(be, matter.long_side, in_format="rgb24", **kw)
+
+
+def _check_size(fr) -> None:
+    h, w = fr.rgb.shape[:2]
+    if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+        raise VmatteError(f"frame size {w}x{h} is outside {MIN_SIDE}..{MAX_SIDE} pixels a side; "
+                          "resize the input first")
+
+
 def matte_workers() -> int:
     """Frames matted in parallel: the CPU backends run one intra-op thread per call, so one
     worker per core (at most 4) keeps the cores busy while decode/encode run in their threads."""
@@ -127,10 +164,7 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
             done = [0]
 
             def matte(fr):
-                h, w = fr.rgb.shape[:2]
-                if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
-                    raise VmatteError(f"frame size {w}x{h} is outside {MIN_SIDE}..{MAX_SIDE} pixels a side; "
-                                      "resize the input first")
+                _check_size(fr)
                 return fr, _check_alpha_out(matter.matte(fr.rgb), fr.rgb)
 
             def composite(item):
@@ -147,9 +181,23 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                 if progress is not None:
                     progress(done[0], total)
 
+            program = gpu_program(matter, output_kind, bg)
             with sink:
-                Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")], write,
-                         queue_size=queue_size).run()
+                if program is not None:  # decode thread -> GPU (batches, streams) -> encode here
+                    from .gpu_runner import GpuRunner, default_layer
+
+                    def checked():
+                        for fr in src:
+                            _check_size(fr)
+                            yield fr
+
+                    log.info("GPU route: model, compositing and conversions on the device, %d frames a call", GPU_BATCH)
+                    GpuRunner(program, slots=4, batch=GPU_BATCH, decode_queue=2 * GPU_BATCH,
+                              layer=default_layer(program.device.type)).run(
+                        checked(), lambda i, img, fr: write((fr, img)))
+                else:
+                    Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")],
+                             write, queue_size=queue_size).run()
                 _check_complete(inp, src, done[0])
                 if done[0] == 0:
                     raise VmatteError(f"{inp} has no decodable video frames; check the file")

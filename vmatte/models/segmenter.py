@@ -83,13 +83,15 @@ class Segmenter(nn.Module):
         self.low = ConvBNReLU(self.backbone.low_ch, cfg.low_ch, k=1)
         self.decoder = nn.Sequential(ConvBNReLU(cfg.aspp_ch + cfg.low_ch, cfg.dec_ch), ConvBNReLU(cfg.dec_ch, cfg.dec_ch))
         self.head = nn.Conv2d(cfg.dec_ch, 1, 1)
+        # A buffer, not a tensor made per call: CUDA-graph capture forbids host-to-device copies.
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("blur_k", (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3).clone(), persistent=False)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
         if self.cfg.input_scale != 1.0:
             # Binomial 3x3 blur first: bilinear alone aliases (antialiased Resize needs opset 18).
-            k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
-            k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)  # [3,1,3,3]
+            k = self.blur_k.to(x.dtype)  # [3,1,3,3]
             x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=3)
             x = F.interpolate(x, scale_factor=self.cfg.input_scale, mode="bilinear", align_corners=False)
         low, high = self.backbone(normalize_rgb(x))  # [B,C,h/4,w/4], [B,C,h/16,w/16]
