@@ -360,3 +360,61 @@ def test_gpu_route_folder_with_size_changes(tmp_path):
     assert res.frames == 6
     for i, (h, w) in enumerate(sizes):
         assert cv2.imread(str(tmp_path / "out" / f"im{i}.png")).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("name,rotation,ext,kind,formats", [
+    ("plain", 0, ".mp4", "composite", ("yuv420p", "yuv420p")),  # decoder planes in, encoder planes out
+    ("rotated", 90, ".mp4", "composite", ("yuv420p", "yuv420p")),  # upright frames converted on the host
+    ("prores", 0, ".mov", "composite", ("yuv420p", "rgb24")),  # ProRes 4:2:2 10-bit: RGB out
+    ("alpha", 0, ".webm", "alpha", ("yuv420p", "alpha")),
+])
+def test_gpu_route_io_formats(tmp_path, monkeypatch, name, rotation, ext, kind, formats):
+    """The GPU route hands I420 planes to and from the device where decoder and encoder take them,
+    and its output still matches the host route's."""
+    pytest.importorskip("torch")
+    import vmatte.process as P
+
+    seen = []
+    real = P.gpu_program
+
+    def spy(*a, **k):
+        prog = real(*a, **k)
+        if prog is not None:
+            seen.append((prog.in_format, prog.out_format))
+        return prog
+
+    monkeypatch.setattr(P, "gpu_program", spy)
+    src = make_video(tmp_path / "in.mp4", rotation=rotation)
+    gpu = type("M", (), {"backend": RedDeviceBackend(), "long_side": 32, "matte": None})()
+    process(src, tmp_path / f"gpu{ext}", matter=gpu, background="green", output_kind=kind)
+    process(src, tmp_path / f"cpu{ext}", matter=RedMatter(), background="green", output_kind=kind)
+    assert seen == [formats]
+    fg, _, _ = read_video(tmp_path / f"gpu{ext}")
+    fc, _, _ = read_video(tmp_path / f"cpu{ext}")
+    assert len(fg) == len(fc) == 10 and fg[0][0].shape == fc[0][0].shape
+    assert np.mean([np.abs(a[0].astype(int) - b[0].astype(int)).mean() for a, b in zip(fg, fc)]) < 2.0
+
+
+def test_sink_write_i420_matches_rgb_write(tmp_path):
+    """VideoSink.write_i420 (planes from the GPU) gives the video write() gives from RGB."""
+    torch = pytest.importorskip("torch")
+    from vmatte.gpu_runner import hwc_to_nchw, rgb_to_yuv420, yuv_matrix
+    from vmatte.io.sinks import VideoSink
+
+    frames = [frame_pattern(i, 48, 64) for i in range(5)]
+    with VideoSink(tmp_path / "rgb.mp4", rate=10) as s:
+        for f in frames:
+            s.write(f)
+    with VideoSink(tmp_path / "yuv.mp4", rate=10) as s:
+        assert s.takes_i420(64, 48) and not s.takes_i420(63, 48)
+        for f in frames:
+            s.write_i420(rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(f)), yuv_matrix(64, 48))[0].numpy())
+    a, _, _ = read_video(tmp_path / "rgb.mp4")
+    b, _, _ = read_video(tmp_path / "yuv.mp4")
+    assert [x[1] for x in a] == [x[1] for x in b]
+    assert np.mean([np.abs(x[0].astype(int) - y[0].astype(int)).mean() for x, y in zip(a, b)]) < 1.5
+    with VideoSink(tmp_path / "p.mov", rate=10) as s:
+        assert not s.takes_i420(64, 48)  # ProRes is fed 4:2:2 10-bit
+        with pytest.raises(VmatteError, match="I420"):
+            s.write_i420(np.zeros((72, 64), np.uint8))
+        s.write(frames[0])

@@ -88,12 +88,12 @@ def _check_complete(inp: Path, src, n: int) -> None:
 GPU_BATCH = 4  # frames per device-program call on the GPU route (throughput; files, not live)
 
 
-def gpu_program(matter, output_kind: str, bg: Background):
+def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb24", out_format: str = "rgb24"):
     """The whole-frame device program (vmatte.gpu_runner.MattingProgram: model, compositing and
     conversions on the GPU, CUDA graphs) for this job, or None when the job takes the host path:
     a matter whose backend is not a torch CUDA backend (TensorRT, onnxruntime, CPU torch), an
     output kind other than composite/alpha, or a background the program does not draw (a video,
-    transparent)."""
+    transparent). in_format / out_format: rgb24, or yuv420p for I420 planes (composite only)."""
     from .backgrounds import BlurBackground, ColorBackground, ImageBackground
 
     be = getattr(matter, "backend", None)
@@ -112,11 +112,26 @@ def gpu_program(matter, output_kind: str, bg: Background):
         return None
     from .gpu_runner import MattingProgram
 
-    return MattingProgram(be, matter.long_side, in_format="rgb24", **kw)
+    kw.setdefault("out_format", out_format)
+    return MattingProgram(be, matter.long_side, in_format=in_format, **kw)
 
 
-def _check_size(fr) -> None:
-    h, w = fr.rgb.shape[:2]
+def _host_i420(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] (even size) -> I420 planes [H*3/2, W] in the matrix the GPU program
+    assumes for that size: for the rare frames a decoder gives in another form (rotated, tagged
+    with another matrix, another pixel format) on the planar route."""
+    import torch
+
+    from .gpu_runner import hwc_to_nchw, rgb_to_yuv420, yuv_matrix
+
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise VmatteError(f"a frame of {w}x{h} (odd) in a video of even size: the size changed mid-video; "
+                          "write to a folder instead")
+    return rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(np.ascontiguousarray(rgb))), yuv_matrix(w, h))[0].numpy()
+
+
+def _check_size(h: int, w: int) -> None:
     if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
         raise VmatteError(f"frame size {w}x{h} is outside {MIN_SIDE}..{MAX_SIDE} pixels a side; "
                           "resize the input first")
@@ -164,34 +179,51 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
             done = [0]
 
             def matte(fr):
-                _check_size(fr)
+                _check_size(*fr.rgb.shape[:2])
                 return fr, _check_alpha_out(matter.matte(fr.rgb), fr.rgb)
 
             def composite(item):
                 fr, a = item
                 return fr, render(fr.rgb, a, fr.index)
 
+            emit = sink.write
+
             def write(item):
                 fr, img = item
                 try:
-                    sink.write(img, fr.pts, fr.time_base, **({"name": fr.name} if ikind != "video" else {}))
+                    emit(img, fr.pts, fr.time_base, **({"name": fr.name} if ikind != "video" else {}))
                 except OSError as e:  # disk full, folder gone, ...: the sink then drops its partial file
                     raise _sinks.write_error(out, e) from None
                 done[0] += 1
                 if progress is not None:
                     progress(done[0], total)
 
-            program = gpu_program(matter, output_kind, bg)
+            # GPU route: I420 planes in and out where decoder and encoder take them, so the host
+            # only decodes and encodes; RGB otherwise.
+            even = ikind == "video" and src.width % 2 == 0 and src.height % 2 == 0
+            in_fmt = "yuv420p" if even and hasattr(src, "frames_of") else "rgb24"
+            out_fmt = ("yuv420p" if output_kind == "composite" and even and hasattr(sink, "takes_i420")
+                       and sink.takes_i420(src.width, src.height) else "rgb24")
+            program = gpu_program(matter, output_kind, bg, in_fmt, out_fmt)
+            if program is not None and program.out_format == "yuv420p":
+                emit = sink.write_i420
             with sink:
                 if program is not None:  # decode thread -> GPU (batches, streams) -> encode here
                     from .gpu_runner import GpuRunner, default_layer
 
                     def checked():
-                        for fr in src:
-                            _check_size(fr)
-                            yield fr
+                        for fr in (src.frames_of(planar=True) if in_fmt == "yuv420p" else src):
+                            if in_fmt == "rgb24":
+                                _check_size(*fr.rgb.shape[:2])
+                                yield fr
+                                continue
+                            planes = getattr(fr, "yuv", None)
+                            planes = _host_i420(fr.rgb) if planes is None else planes
+                            _check_size(planes.shape[0] * 2 // 3, planes.shape[1])
+                            yield planes, fr
 
-                    log.info("GPU route: model, compositing and conversions on the device, %d frames a call", GPU_BATCH)
+                    log.info("GPU route: model, compositing and conversions on the device, %d frames a call "
+                             "(%s in, %s out)", GPU_BATCH, in_fmt, program.out_format)
                     GpuRunner(program, slots=4, batch=GPU_BATCH, decode_queue=2 * GPU_BATCH,
                               layer=default_layer(program.device.type)).run(
                         checked(), lambda i, img, fr: write((fr, img)))

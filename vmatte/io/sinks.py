@@ -291,6 +291,35 @@ class VideoSink(_AtomicSink):
         frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
         frame = frame.reformat(format=self._vs.pix_fmt, dst_colorspace=5 if self._matrix == BT601 else self._matrix,
                                dst_color_range=1, dst_color_primaries=self._matrix, dst_color_trc=self._matrix)
+        self._encode(frame, pts, time_base)
+
+    def takes_i420(self, width: int, height: int) -> bool:
+        """Whether write_i420 can take frames of this size: an encoder fed yuv420p (H.264, VP9
+        without alpha) and an even size, so no colour conversion is left to the host."""
+        return not self.alpha and self.ext != ".mov" and width % 2 == 0 and height % 2 == 0
+
+    def write_i420(self, planes: np.ndarray, pts: int | None = None, time_base: Fraction | None = None) -> None:
+        """Encode one frame given as limited-range I420 planes uint8 [H*3/2, W] in the HD/SD
+        matrix of its size (what vmatte.gpu_runner.MattingProgram writes); see takes_i420."""
+        import av
+
+        if self._state != "open":
+            raise RuntimeError("VideoSink.write_i420 outside its `with` block")
+        h, w = planes.shape[0] * 2 // 3, planes.shape[1]
+        if not self.takes_i420(w, h) or planes.shape[0] != h * 3 // 2:
+            raise VmatteError(f"{self.path.name} cannot take I420 frames of {w}x{h}; this is a bug in the caller")
+        if self._out is None:
+            self._open(w, h)
+        if (w, h) != (self._vs.width, self._vs.height):
+            raise VmatteError(f"frame size {w}x{h} changed mid-video "
+                              f"(was {self._vs.width}x{self._vs.height}); write to a folder instead")
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.colorspace = self._matrix
+        frame.color_range = 1
+        self._encode(frame, pts, time_base)
+
+    def _encode(self, frame, pts: int | None, time_base: Fraction | None) -> None:
+        """Time-stamp (pts in `time_base`, else the next frame index), encode and mux one frame."""
         tb = self.time_base
         if pts is None:
             pts = round(self.frames / self.rate / tb)

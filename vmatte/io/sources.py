@@ -85,6 +85,19 @@ def frame_to_array(vf, fmt: str = "rgb24") -> np.ndarray:
     return vf.to_ndarray(format=fmt, src_colorspace=_sws_matrix(frame_matrix(vf)), interpolation=_ACCURATE)
 
 
+def i420_planes(vf) -> np.ndarray | None:
+    """The decoded frame's own I420 planes uint8 [H*3/2, W] when they can go to the GPU as they
+    are (8-bit 4:2:0, limited range, the HD/SD matrix the GPU program assumes, upright, even
+    size): a copy, no colour conversion on the host. None otherwise."""
+    if vf.format.name != "yuv420p" or vf.width % 2 or vf.height % 2:
+        return None
+    if int(getattr(vf, "rotation", 0) or 0) or int(vf.color_range or 0) == 2:  # rotated, or full (JPEG) range
+        return None
+    if frame_matrix(vf) != guess_matrix(vf.width, vf.height):
+        return None
+    return vf.to_ndarray(format="yuv420p")
+
+
 def rotate_upright(img: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a display-matrix rotation (degrees counter-clockwise, FFmpeg's convention)."""
     k = (int(round(rotation / 90.0)) % 4)
@@ -182,6 +195,11 @@ class VideoSource:
                 pass
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames_of(planar=False)
+
+    def frames_of(self, planar: bool = False) -> Iterator[Frame]:
+        """Decoded frames in order. planar: a frame whose I420 planes can go to the GPU as they are
+        (see i420_planes) comes with `yuv` set and `rgb` None; the others come as RGB."""
         if self._container is None:
             raise RuntimeError("use VideoSource inside a `with` block")
         i = 0
@@ -191,6 +209,13 @@ class VideoSource:
             rot = int(getattr(vf, "rotation", 0) or 0)
             if i == 0:
                 self.rotation = rot
+            planes = i420_planes(vf) if planar else None
+            if planes is not None:
+                fr = Frame(i, None, vf.pts, vf.time_base or self.time_base)  # type: ignore[arg-type]
+                fr.yuv, fr.alpha_in = planes, None  # type: ignore[attr-defined]
+                yield fr
+                i += 1
+                continue
             if vf.format.name.startswith(ALPHA_FORMATS):
                 arr = frame_to_array(vf, "rgba")
                 rgb, alpha_in = np.ascontiguousarray(arr[..., :3]), arr[..., 3]
