@@ -745,3 +745,27 @@ def test_compile_component_half_on_old_release(tmp_path):
     except Exception as e:  # some CPU builds of torch lack half kernels used while tracing
         pytest.skip(f"half export on CPU not possible here: {e}")
     assert calls[-1] == ("compile", {torch.half}, [torch.half])
+
+
+def test_backend_chain_runs_inside_the_gpu_route(backend, fake_trt, tmp_path):
+    """The device-tensor chain lets `vmatte process` run the TensorRT engines inside the whole-frame
+    device program (one frame per call at the engines' batch 1), output written as usual."""
+    import types
+
+    import torch
+
+    from _media import make_video, read_video
+    from vmatte.gpu_runner import MattingProgram
+    from vmatte.process import process
+
+    assert backend.dtype == torch.float16 and backend.max_batch == 1
+    prog = MattingProgram(backend, 256, background=None, out_format="alpha")
+    out = prog(torch.zeros(72, 128, 3, dtype=torch.uint8))
+    assert tuple(out.shape) == (72, 128) and bool((out == 64).all())  # the fake engines' alpha 0.25
+    video = make_video(tmp_path / "in.mp4")
+    matter = types.SimpleNamespace(backend=backend, long_side=256, matte=None)
+    res = process(video, tmp_path / "a.mp4", matter=matter, output_kind="alpha")
+    frames, _, _ = read_video(tmp_path / "a.mp4")
+    assert res.frames == len(frames) == 10 and abs(float(frames[3][0].mean()) - 64) < 3
+    executed = [c[1] for c in fake_trt.calls if c[0] == "execute_async_v3"]
+    assert executed[-3:] == ["segmenter", "generator", "refiner"] and len(executed) == 3 * (10 + 1)

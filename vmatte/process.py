@@ -91,7 +91,7 @@ GPU_BATCH = 4  # frames per device-program call on the GPU route (throughput; fi
 def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb24", out_format: str = "rgb24"):
     """The whole-frame device program (vmatte.gpu_runner.MattingProgram: model, compositing and
     conversions on the GPU, CUDA graphs) for this job, or None when the job takes the host path:
-    a matter whose backend is not a torch CUDA backend (TensorRT, onnxruntime, CPU torch), an
+    a matter whose backend does not run on the GPU with a device-tensor chain (onnxruntime, CPU torch), an
     output kind other than composite/alpha, or a background the program does not draw (a video,
     transparent). in_format / out_format: rgb24, or yuv420p for I420 planes (composite only)."""
     from .backgrounds import BlurBackground, ColorBackground, ImageBackground
@@ -222,9 +222,10 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                             _check_size(planes.shape[0] * 2 // 3, planes.shape[1])
                             yield planes, fr
 
+                    batch = max(1, min(GPU_BATCH, getattr(program.backend, "max_batch", GPU_BATCH)))
                     log.info("GPU route: model, compositing and conversions on the device, %d frames a call "
-                             "(%s in, %s out)", GPU_BATCH, in_fmt, program.out_format)
-                    GpuRunner(program, slots=4, batch=GPU_BATCH, decode_queue=2 * GPU_BATCH,
+                             "(%s in, %s out)", batch, in_fmt, program.out_format)
+                    GpuRunner(program, slots=4, batch=batch, decode_queue=2 * batch,
                               layer=default_layer(program.device.type)).run(
                         checked(), lambda i, img, fr: write((fr, img)))
                 else:

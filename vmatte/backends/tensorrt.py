@@ -35,6 +35,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     device = "cuda"
     priority = 100
+    channels_last = False  # for vmatte.gpu_runner.MattingProgram: engines take NCHW
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -99,6 +100,7 @@ class TensorRTBackend(Backend):
             onnx_dir=onnx_dir,
         )
         self.engine_paths = {c: p for c, (p, _) in built.items()}
+        self.max_batch = int(batch)  # the engines' profiles take up to this many frames a call
         self._logger = trt_logger(trt)  # process-wide: must outlive the runtime and engines
         self.runtime = trt.Runtime(self._logger)
         self.engines: dict[str, Any] = {}
@@ -210,6 +212,22 @@ class TensorRTBackend(Backend):
             host.copy_(out, non_blocking=self._pin)
         self.stream.synchronize()
         return np.array(host.numpy(), dtype=np.float32, copy=True)
+
+    # -- the whole chain on device tensors (vmatte.gpu_runner.MattingProgram) ----------------------
+    @property
+    def dtype(self):
+        """The engines' input dtype (FP16 for strongly typed FP16 engines): the program's working dtype."""
+        return self.io["refiner"]["image"]
+
+    def _device(self) -> str:
+        return str(self.dev)
+
+    def _chain(self, full, low):
+        """segmenter -> generator -> refiner on device tensors full [B,3,Hp,Wp], low [B,3,h,w]
+        (B <= max_batch), ordered on the caller's stream; alpha [B,1,Hp,Wp] stays on the device."""
+        mask = self.run("segmenter", image=low)  # [B,1,h,w]
+        coarse = self.run("generator", image=low, mask=mask)  # [B,1,h,w]
+        return self.run("refiner", image=full, coarse=coarse)  # [B,1,Hp,Wp]
 
     def close(self) -> None:
         try:
