@@ -399,3 +399,29 @@ def test_real_shared_data():
     bg = D.to_float(D.random_bg_crop(pool.get(0), alpha.shape, np.random.default_rng(0)))
     comp = D.composite(fg, bg, alpha)
     assert comp.shape == fg.shape and comp.min() >= 0 and comp.max() <= 1
+
+
+def test_person_free_crops_miss_the_person_and_feed_the_pool(tmp_path):
+    """Crops of person photos with no person in them (the mask grown by a margin), as extra
+    backgrounds; a photo that is all person gives none."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    mask = np.zeros((200, 300), np.float32)
+    mask[20:200, 120:180] = 1.0  # a person in the middle
+    crops = D.person_free_crops(img, mask, np.random.default_rng(1), count=3, tries=400)
+    assert 1 <= len(crops) <= 3
+    grown = cv2.dilate((mask > 0.1).astype(np.uint8), np.ones((19, 19), np.uint8))
+    for c in crops:
+        h, w = c.shape[:2]
+        assert 0.2 * 200 - 1 <= h <= 0.6 * 200 and 0.2 * 300 - 1 <= w <= 0.6 * 300
+        # locate the crop in the photo and check it misses the grown mask
+        res = cv2.matchTemplate(img, c, cv2.TM_SQDIFF)
+        y0, x0 = np.unravel_index(int(res.argmin()), res.shape)
+        assert grown[y0:y0 + h, x0:x0 + w].sum() == 0
+    assert D.person_free_crops(img, np.ones((200, 300), np.float32), np.random.default_rng(1)) == []
+    cv2.imwrite(str(tmp_path / "p.png"), img[..., ::-1])
+    cv2.imwrite(str(tmp_path / "m.png"), (mask * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "bg.png"), img[..., ::-1])
+    pool = D.BackgroundPool(tmp_path / "bg.png", person_free=[{"image": tmp_path / "p.png", "mask": tmp_path / "m.png"}],
+                            person_free_per_photo=2)
+    assert 2 <= len(pool) <= 3 and pool.get(0).shape == (200, 300, 3)

@@ -35,7 +35,8 @@ def _make_data(root):
 def test_short_run_loss_goes_down_and_resumes(tmp_path):
     fg, bg = _make_data(tmp_path)
     cfg = load_config(None, name="t", out=str(tmp_path / "runs"), seg_steps=24, steps=60, batch=4, crop=128, seg_crop=96,
-                      low_factor=(2.0, 2.0), train_patches=2, lr_g=2e-3, lr_seg=3e-3, log_every=12, ckpt_every=1000, seed=0)
+                      low_factor=(2.0, 2.0), train_patches=2, lr_g=2e-3, lr_seg=3e-3, log_every=12, ckpt_every=12, keep_every=24,
+                      seed=0)
     cfg.loss = cfg.loss.replace(perceptual=False)  # no VGG file needed
     cfg.data.fg, cfg.data.backgrounds, cfg.data.real_images, cfg.data.split, cfg.data.workers = [str(fg)], [str(bg)], None, None, 0
     hist = Trainer(cfg).run()
@@ -46,6 +47,9 @@ def test_short_run_loss_goes_down_and_resumes(tmp_path):
     assert mat[-1] < mat[0]
     ckpt = torch.load(tmp_path / "runs" / "t" / "last.pt", weights_only=False)
     assert ckpt["stage"] == "matting" and ckpt["step"] == 60
+    kept = sorted(p.name for p in (tmp_path / "runs" / "t").glob("*.pt") if p.name != "last.pt")
+    assert kept == ["matting24.pt", "matting48.pt", "segmenter24.pt"]  # keep_every copies, model only
+    assert "opt_g" not in torch.load(tmp_path / "runs" / "t" / "matting24.pt", weights_only=False)
     # Resuming a finished run trains no further and keeps the step count.
     cfg.steps = 60
     t2 = Trainer(cfg)

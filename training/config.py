@@ -19,6 +19,7 @@ class DataConfig:
     split: str | None = "training/split.json"  # held-out subjects/backgrounds never trained on
     workers: int = 2
     cache: bool = True  # keep decoded layers in memory (per worker)
+    person_free_backgrounds: int = 0  # person-free crops per training photo added to the backgrounds
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainConfig:
     out: str = "runs"
     log_every: int = 50
     ckpt_every: int = 500
+    keep_every: int = 0  # also keep a model-only copy every N steps (0: only last.pt)
     ckpt_seconds: float = 300.0
     max_minutes: float = 0.0  # stop (with a checkpoint) after this many minutes; 0 = no limit
 

@@ -475,14 +475,39 @@ def video_frames(path: str | Path, count: int = 8, max_side: int | None = 1024) 
     return frames
 
 
+def person_free_crops(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, count: int = 2,
+                      min_frac: float = 0.2, max_frac: float = 0.6, margin: float = 0.03, tries: int = 100) -> list[np.ndarray]:
+    """Up to `count` crops of a person photo with no person in them: real rooms, streets and
+    nature as backgrounds, far more varied than the background photos alone. A window is kept when
+    it misses the mask grown by `margin` of the photo's size (coarse masks leave hair out); its
+    sides are min_frac..max_frac of the photo's."""
+    H, W = mask.shape
+    r = max(1, int(margin * max(H, W)))
+    grown = cv2.dilate((mask > 0.1).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    integral = cv2.integral(grown)  # [H+1,W+1]
+    crops: list[np.ndarray] = []
+    for _ in range(tries):
+        h = int(H * rng.uniform(min_frac, max_frac))
+        w = int(W * rng.uniform(min_frac, max_frac))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        inside = integral[y0 + h, x0 + w] - integral[y0, x0 + w] - integral[y0 + h, x0] + integral[y0, x0]
+        if inside == 0:
+            crops.append(np.ascontiguousarray(image[y0:y0 + h, x0:x0 + w]))
+            if len(crops) == count:
+                break
+    return crops
+
+
 class BackgroundPool:
     """Background photos, from folders, files, a text list of files (the Adobe Image Matting way of
-    naming COCO/VOC backgrounds) or video files (evenly spaced frames). Loaded lazily per process
+    naming COCO/VOC backgrounds) or video files (evenly spaced frames), plus optional person-free
+    crops of person photos (`person_free`: real_mask_samples entries). Loaded lazily per process
     and kept in memory as uint8, downscaled to max_side.
     """
 
     def __init__(self, sources: str | Path | Sequence[str | Path], names: Iterable[str] | None = None,
-                 exclude: Iterable[str] = (), max_side: int | None = 1024, video_frames_per_file: int = 8):
+                 exclude: Iterable[str] = (), max_side: int | None = 1024, video_frames_per_file: int = 8,
+                 person_free: Sequence[dict] = (), person_free_per_photo: int = 2):
         if isinstance(sources, (str, Path)):
             sources = [sources]
         paths: list[Path] = []
@@ -503,6 +528,7 @@ class BackgroundPool:
         if not self.paths:
             raise FileNotFoundError(f"no backgrounds in {list(map(str, sources))} after names/exclude filters")
         self.max_side, self.per_video = max_side, video_frames_per_file
+        self.person_free, self.per_photo = list(person_free), int(person_free_per_photo)
         self._frames: list[np.ndarray] | None = None
 
     def _load(self) -> list[np.ndarray]:
@@ -516,6 +542,17 @@ class BackgroundPool:
                         frames.append(limit_long(read_image(p), self.max_side))
                 except (FileNotFoundError, ValueError) as e:
                     log.warning("skipping background %s: %s", p, e)
+            n0 = len(frames)
+            for k, smp in enumerate(self.person_free):
+                try:
+                    img = limit_long(read_image(smp["image"]), self.max_side)
+                    m = cv2.resize(read_alpha(smp["mask"]), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+                except (FileNotFoundError, ValueError) as e:
+                    log.warning("skipping person photo %s: %s", smp.get("image"), e)
+                    continue
+                frames += person_free_crops(img, m, np.random.default_rng([k, 11]), self.per_photo)
+            if self.person_free:
+                log.info("%d person-free background crops from %d photos", len(frames) - n0, len(self.person_free))
             if not frames:
                 raise FileNotFoundError(f"none of the {len(self.paths)} background files could be read")
             self._frames = frames

@@ -49,7 +49,14 @@ def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Da
     fgs = [ForegroundDataset(d, exclude=held_subj, cache=cfg.data.cache) for d in cfg.data.fg if Path(d).is_dir()]
     if not fgs:
         raise FileNotFoundError(f"no foreground folder found among {cfg.data.fg}; build one with `python -m vmatte.training.foreground`")
-    bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg)
+    person_free = []
+    d = cfg.data
+    if d.person_free_backgrounds and d.real_images and d.real_masks and Path(d.real_images).is_dir() and Path(d.real_masks).is_dir():
+        from .data import real_mask_samples
+
+        person_free = real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+    bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg,
+                         person_free=person_free, person_free_per_photo=d.person_free_backgrounds)
     parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i) for i, f in enumerate(fgs)]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
@@ -121,12 +128,19 @@ class Checkpointer:
             return None
         return torch.load(self.path, map_location="cpu", weights_only=False)
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any], keep_every: int = 0) -> None:
+        """Write last.pt atomically; with keep_every, also keep <stage><step>.pt (model only) at
+        each multiple, so a run's checkpoints can be compared on the dev set afterwards."""
         tmp = self.path.with_name("last.pt.partial")
         torch.save(state, tmp)
         tmp.replace(self.path)
         self.last_save = time.time()
-        log.info("checkpoint %s (stage %s step %d)", self.path, state["stage"], state["step"])
+        step = int(state["step"])
+        if keep_every and step and step % keep_every == 0:
+            keep = self.dir / f"{state['stage']}{step}.pt"
+            torch.save({k: v for k, v in state.items() if not k.startswith("opt")}, keep.with_name(keep.name + ".partial"))
+            keep.with_name(keep.name + ".partial").replace(keep)
+        log.info("checkpoint %s (stage %s step %d)", self.path, state["stage"], step)
 
     def due(self, step: int, cfg: TrainConfig) -> bool:
         return step % cfg.ckpt_every == 0 or time.time() - self.last_save > cfg.ckpt_seconds
@@ -241,7 +255,7 @@ class Trainer:
             done = self.train_segmenter() if stage == "segmenter" else self.train_matting()
             if not done:
                 break
-        self.ckpt.save(self.state())
+        self.ckpt.save(self.state(), self.cfg.keep_every)
         return self.history
 
     # -- stage 1
@@ -272,7 +286,7 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 self.history.append(self.logs.flush("segmenter", self.step))
             if self.ckpt.due(self.step, cfg):
-                self.ckpt.save(self.state())
+                self.ckpt.save(self.state(), self.cfg.keep_every)
             if self.out_of_time():
                 return False
         return True
@@ -328,7 +342,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0:
                     self.history.append(self.logs.flush("matting", self.step))
                 if self.ckpt.due(self.step, cfg):
-                    self.ckpt.save(self.state())
+                    self.ckpt.save(self.state(), self.cfg.keep_every)
                 if self.out_of_time():
                     return False
             return True
