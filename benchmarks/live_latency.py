@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vmatte.commands.webcam import live_size  # noqa: E402
 from vmatte.io.camera import Captured, FileCamera  # noqa: E402
 from vmatte.io.vcam import NullSink  # noqa: E402
 from vmatte.live import LiveLoop, MatteSmoother, motion_map, static_flicker  # noqa: E402
@@ -92,7 +93,7 @@ def vmatte_matter(args, threads: int = 1):
         save_weights(create_model(args.model).eval(), weights)
         label += " (random init: timing only)"
     opts = {"threads": threads} if args.backend in ("auto", "onnxruntime") else {}
-    m = Matter(model=args.model, backend=args.backend, size=args.size, weights=weights, **opts)
+    m = Matter(model=args.model, backend=args.backend, size=live_size(args.size, args.backend), weights=weights, **opts)
     return f"{label} [{m.backend_name}]", m, ""
 
 
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--random-init", action="store_true", help="time an untrained model when no weights exist")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="generator long side (default: as `vmatte webcam`)")
     p.add_argument("--rvm", default=str(RVM), help="RVM ONNX file (skipped when absent)")
     p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm", "live", "flicker"])
     p.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="vmatte frames in flight (matte threads)")

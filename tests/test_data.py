@@ -311,6 +311,30 @@ def test_build_devset(tmp_path):
     assert np.array_equal(a, b)
 
 
+def test_build_real_set_takes_only_heldout_photos(tmp_path):
+    """The real-photo check set: held-out subjects' own photos (colours kept) and binary masks."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        photo = rng.integers(40, 200, (60, 90, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.jpg"), photo)
+        m = np.zeros((30, 45), np.uint8)
+        m[5:25, 15:30] = 255
+        cv2.imwrite(str(tmp_path / "msk" / f"{i}.png"), m)  # half size: resized to the photo
+    split = {"heldout_subjects": ["hs290_1", "hs290_3", "other_2"]}
+    names = S.build_real_set(tmp_path / "img", tmp_path / "msk", tmp_path / "real", split, long_side=60)
+    assert sorted(names) == ["hs290_1", "hs290_3"]
+    img = cv2.imread(str(tmp_path / "real" / "image" / "hs290_1.png"))
+    alpha = cv2.imread(str(tmp_path / "real" / "alpha" / "hs290_1.png"), cv2.IMREAD_GRAYSCALE)
+    src = cv2.imread(str(tmp_path / "img" / "1.jpg"))
+    assert img.shape == (40, 60, 3) and alpha.shape == (40, 60) and set(np.unique(alpha)) <= {0, 255}
+    assert abs(float(img.mean()) - float(src.mean())) < 3  # the photo, not a washed-out copy
+    assert 0.1 < (alpha > 0).mean() < 0.3
+    with pytest.raises(ValueError, match="no held-out subject"):
+        S.build_real_set(tmp_path / "img", tmp_path / "msk", tmp_path / "r2", {"heldout_subjects": ["x"]})
+
+
 # ---------------------------------------------------------------------------------- foreground builder
 
 

@@ -504,3 +504,13 @@ def test_webcam_workers_option():
         resolve_workers("0", "onnxruntime")
     with pytest.raises(VmatteError, match="workers"):
         LiveLoop(FakeCamera(), SlowMatter(), workers=0)
+
+
+def test_live_size_default_depends_on_the_backend_device():
+    """Live video on a CPU backend defaults to the smaller generator size; an explicit --size or a
+    GPU backend keeps its own."""
+    from vmatte.commands.webcam import LIVE_CPU_SIZE, live_size
+
+    assert live_size(None, "onnxruntime") == LIVE_CPU_SIZE
+    assert live_size(320, "onnxruntime") == 320
+    assert live_size(None, "tensorrt") is None  # a GPU backend: the model's own size

@@ -56,3 +56,36 @@ def test_short_run_loss_goes_down_and_resumes(tmp_path):
     assert (t2.stage, t2.step) == ("matting", 60)
     lines = (tmp_path / "runs" / "t" / "log.jsonl").read_text().splitlines()
     assert all("step" in json.loads(line) for line in lines)
+
+
+def test_average_checkpoints_and_release(tmp_path):
+    """Weight averaging ("soup") of two checkpoints, and a release from it: floats averaged with
+    the given shares, integer buffers from the first, the members recorded in the card."""
+    from vmatte.registry import create_model
+    from vmatte.training.release import average_states, release
+    from vmatte.weights import read_header
+
+    states = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = create_model("rt")
+        states.append({"model": m.state_dict(), "model_name": "rt", "stage": "segmenter", "step": 100 * (seed + 1),
+                       "opt_seg": {"x": 1}})
+    avg = average_states(states, [0.25, 0.75])
+    k = "segmenter.head.weight"
+    assert torch.allclose(avg["model"][k], 0.25 * states[0]["model"][k] + 0.75 * states[1]["model"][k])
+    ints = [n for n, v in states[0]["model"].items() if not v.is_floating_point()]
+    assert ints and all(avg["model"][n] is states[0]["model"][n] for n in ints)
+    assert "opt_seg" not in avg and [a["weight"] for a in avg["averaged"]] == [0.25, 0.75]
+    with pytest.raises(ValueError, match="summing to 1"):
+        average_states(states, [0.5, 0.6])
+    with pytest.raises(ValueError, match="different models"):
+        average_states([states[0], {**states[1], "model_name": "paper"}])
+    for i, s in enumerate(states):
+        torch.save(s, tmp_path / f"c{i}.pt")
+    out = release(tmp_path / "c0.pt", tmp_path / "w", onnx=False, average=[tmp_path / "c1.pt"],
+                  save_ckpt=tmp_path / "soup.pt")
+    card = json.loads(read_header(out)["card"])
+    assert [a["step"] for a in card["averaged"]] == [100, 200] and card["averaged"][1]["weight"] == 0.5
+    soup = torch.load(tmp_path / "soup.pt", weights_only=False)
+    assert torch.allclose(soup["model"][k], 0.5 * (states[0]["model"][k] + states[1]["model"][k]))

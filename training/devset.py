@@ -8,6 +8,9 @@ layout `vmatte eval DIR` and ImageAlphaDataset read.
 
 CLI: python -m vmatte.training.devset --fg .assets/fg --bg /work/shared/data/backgrounds
      --out .assets/devset   (from a checkout without installing: python -m training.devset)
+Real-photo check set (held-out people's own photos and masks, no teacher in the labels):
+     python -m vmatte.training.devset --real-images .../human_seg_290/Training_Images
+     --real-masks .../human_seg_290/Ground_Truth --out .assets/realset
 """
 from __future__ import annotations
 
@@ -141,6 +144,35 @@ def build_devset(fg_dir: str | Path, bg_dir: str | Path, out: str | Path, split:
     return entries
 
 
+def build_real_set(images: str | Path, masks: str | Path, out: str | Path, split: dict, prefix: str = "hs290_",
+                   long_side: int = 640) -> list[str]:
+    """The held-out subjects' original photos with their human-drawn person masks -> out/image,
+    out/alpha: a check on real photos and backgrounds whose labels no teacher made (the masks are
+    binary and coarse at hair, so absolute errors are high for every method; compare methods).
+    Returns the names written."""
+    from .data import match_stems, read_alpha
+
+    held = set(split["heldout_subjects"])
+    out = Path(out)
+    (out / "image").mkdir(parents=True, exist_ok=True)
+    (out / "alpha").mkdir(parents=True, exist_ok=True)
+    names = []
+    for ip, mp in match_stems(list_images(images), list_images(masks)):
+        name = prefix + ip.stem
+        if name not in held:
+            continue
+        img = read_image(ip)
+        m = cv2.resize(read_alpha(mp), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+        u8 = (np.clip(resize_long(to_float(img), long_side), 0, 1) * 255 + 0.5).astype(np.uint8)
+        a = (resize_long((m > 0.5).astype(np.float32), long_side) > 0.5).astype(np.uint8) * 255
+        cv2.imwrite(str(out / "image" / f"{name}.png"), cv2.cvtColor(u8, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / "alpha" / f"{name}.png"), a)
+        names.append(name)
+    if not names:
+        raise ValueError(f"no held-out subject ({prefix}*) among the photos in {images}; check --real-images/--real-prefix")
+    return names
+
+
 def _subject_sizes(fg_dir: Path) -> dict[str, int]:
     """Long side of each subject from the builder's manifest (empty when there is none)."""
     man = fg_dir / "manifest.json"
@@ -152,8 +184,11 @@ def _subject_sizes(fg_dir: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vmatte.training.devset", description=__doc__.split("\n")[0])
-    ap.add_argument("--fg", required=True, help="foreground layers (training/foreground.py output)")
-    ap.add_argument("--bg", required=True, help="background photos folder")
+    ap.add_argument("--fg", help="foreground layers (training/foreground.py output)")
+    ap.add_argument("--bg", help="background photos folder")
+    ap.add_argument("--real-images", help="instead: write the held-out subjects' real photos (this folder) ...")
+    ap.add_argument("--real-masks", help="... with their person masks (this folder) as a real-photo check set")
+    ap.add_argument("--real-prefix", default="hs290_", help="name prefix of those subjects in the split")
     ap.add_argument("--out", required=True, help="dev set folder (image/ + alpha/)")
     ap.add_argument("--split", default=str(SPLIT_FILE), help="split JSON; created if missing")
     ap.add_argument("--new-split", action="store_true", help="recreate the split even if the file exists")
@@ -166,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.real_images or args.real_masks:
+        if not (args.real_images and args.real_masks):
+            ap.error("--real-images and --real-masks go together")
+        names = build_real_set(args.real_images, args.real_masks, args.out, load_split(args.split), args.real_prefix,
+                               args.long_side)
+        log.info("wrote %d held-out real photos with masks to %s", len(names), args.out)
+        return 0
+    if not (args.fg and args.bg):
+        ap.error("--fg and --bg are needed to build the composite dev set")
     fg_dir, split_path = Path(args.fg), Path(args.split)
     if split_path.is_file() and not args.new_split:
         split = load_split(split_path)

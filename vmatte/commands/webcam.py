@@ -11,6 +11,18 @@ import threading
 from ..errors import VmatteError
 
 HELP = "live camera with the background blurred or replaced, sent to a virtual camera for video calls"
+LIVE_CPU_SIZE = 224  # generator long side for live video on a CPU backend (docs/benchmarks.md, Live)
+
+
+def live_size(size: int | None, backend: str) -> int | None:
+    """--size, else LIVE_CPU_SIZE when the backend runs on the CPU (720p p95 latency 45 ms vs
+    51 ms at the model's 256 on 2 cores, dev MSE 11.96e-3 vs 10.74e-3), else the model's own."""
+    if size is not None:
+        return size
+    from ..backends import get_backend_class, resolve_backend
+
+    name = resolve_backend(backend) if backend == "auto" else backend  # availability: Matter says
+    return LIVE_CPU_SIZE if get_backend_class(name).device == "cpu" else None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,7 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt)")
     p.add_argument("--weights", default=None, help="weights .safetensors (default: the shipped ones)")
-    p.add_argument("--size", type=int, default=None, help="low-resolution long side for the model")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"low-resolution long side for the model (default: {LIVE_CPU_SIZE} on a CPU backend, "
+                        "where it keeps 720p inside the latency budget; the model's own on a GPU)")
     p.add_argument("--workers", default="auto",
                    help="frames matted at once: 1, 2, ... or auto (2 for onnxruntime on a CPU with 2+ cores, "
                         "else 1); more gives throughput on small CPUs (default: auto)")
@@ -113,7 +127,8 @@ def run(args) -> int:
         if not sinks:
             sinks.append(NullSink())
         opts = {"threads": args.threads} if args.threads else {}
-        matter = Matter(model=args.model, backend=args.backend, size=args.size, weights=args.weights, **opts)
+        matter = Matter(model=args.model, backend=args.backend, size=live_size(args.size, args.backend),
+                        weights=args.weights, **opts)
         stack.callback(matter.close)
         workers = resolve_workers(args.workers, matter.backend_name)
         keys = {"color": args.color}
