@@ -369,7 +369,9 @@ def run_bench(backends: Sequence[str] = ("auto",), model: str = "rt", sizes: str
                 if not video.is_file():
                     raise VmatteError(f"--end-to-end video {video} not found; give an existing video file")
                 if getattr(backend, "device", "cpu") == "cuda" and hasattr(backend, "_chain"):
-                    e2e = bench_end_to_end_gpu(backend, video, long_side)
+                    from .process import gpu_batch
+
+                    e2e = bench_end_to_end_gpu(backend, video, long_side, batch=gpu_batch(backend))  # as `process` runs
                 else:
                     e2e = bench_end_to_end_cpu(backend, video, long_side)
                 result.setdefault("end_to_end", []).append({"backend": bname, "video": str(video), **e2e})

@@ -88,6 +88,12 @@ def _check_complete(inp: Path, src, n: int) -> None:
 GPU_BATCH = 4  # frames per device-program call on the GPU route (throughput; files, not live)
 
 
+def gpu_batch(backend) -> int:
+    """Frames per device-program call for this backend: GPU_BATCH, or fewer when its engines'
+    profiles take fewer (TensorRT's max_batch)."""
+    return max(1, min(GPU_BATCH, int(getattr(backend, "max_batch", GPU_BATCH))))
+
+
 def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb24", out_format: str = "rgb24"):
     """The whole-frame device program (vmatte.gpu_runner.MattingProgram: model, compositing and
     conversions on the GPU, CUDA graphs) for this job, or None when the job takes the host path:
@@ -129,6 +135,20 @@ def _host_i420(rgb: np.ndarray) -> np.ndarray:
         raise VmatteError(f"a frame of {w}x{h} (odd) in a video of even size: the size changed mid-video; "
                           "write to a folder instead")
     return rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(np.ascontiguousarray(rgb))), yuv_matrix(w, h))[0].numpy()
+
+
+def _gpu_frames(src, in_fmt: str):
+    """The source's frames for the GPU route: Frames (rgb24), or (I420 planes, Frame) pairs with
+    the decoder's own planes where it gives them and a host conversion otherwise (yuv420p)."""
+    for fr in (src.frames_of(planar=True) if in_fmt == "yuv420p" else src):
+        if in_fmt == "rgb24":
+            _check_size(*fr.rgb.shape[:2])
+            yield fr
+            continue
+        planes = getattr(fr, "yuv", None)
+        planes = _host_i420(fr.rgb) if planes is None else planes
+        _check_size(planes.shape[0] * 2 // 3, planes.shape[1])
+        yield planes, fr
 
 
 def _check_size(h: int, w: int) -> None:
@@ -211,23 +231,12 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                 if program is not None:  # decode thread -> GPU (batches, streams) -> encode here
                     from .gpu_runner import GpuRunner, default_layer
 
-                    def checked():
-                        for fr in (src.frames_of(planar=True) if in_fmt == "yuv420p" else src):
-                            if in_fmt == "rgb24":
-                                _check_size(*fr.rgb.shape[:2])
-                                yield fr
-                                continue
-                            planes = getattr(fr, "yuv", None)
-                            planes = _host_i420(fr.rgb) if planes is None else planes
-                            _check_size(planes.shape[0] * 2 // 3, planes.shape[1])
-                            yield planes, fr
-
-                    batch = max(1, min(GPU_BATCH, getattr(program.backend, "max_batch", GPU_BATCH)))
+                    batch = gpu_batch(program.backend)
                     log.info("GPU route: model, compositing and conversions on the device, %d frames a call "
                              "(%s in, %s out)", batch, in_fmt, program.out_format)
                     GpuRunner(program, slots=4, batch=batch, decode_queue=2 * batch,
                               layer=default_layer(program.device.type)).run(
-                        checked(), lambda i, img, fr: write((fr, img)))
+                        _gpu_frames(src, in_fmt), lambda i, img, fr: write((fr, img)))
                 else:
                     Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")],
                              write, queue_size=queue_size).run()
