@@ -418,3 +418,22 @@ def test_sink_write_i420_matches_rgb_write(tmp_path):
         with pytest.raises(VmatteError, match="I420"):
             s.write_i420(np.zeros((72, 64), np.uint8))
         s.write(frames[0])
+
+
+def test_sink_hw_encode_falls_back_to_libx264(tmp_path, caplog):
+    """hw_encode asks for NVENC first; without an NVIDIA GPU the sink falls back to libx264 and
+    the file is complete."""
+    import logging
+
+    from vmatte.io.sinks import VideoSink
+
+    caplog.set_level(logging.INFO, logger="vmatte.io.sinks")
+    with VideoSink(tmp_path / "o.mp4", rate=10, hw_encode=True) as s:
+        for i in range(3):
+            s.write(frame_pattern(i, 48, 64))
+    frames, vcodec, _ = read_video(tmp_path / "o.mp4")
+    assert len(frames) == 3
+    if s.codec == "libx264":  # no NVENC here: the fallback was taken and said so
+        assert vcodec == "h264" and "h264_nvenc unavailable" in caplog.text
+    else:
+        assert s.codec == "h264_nvenc"

@@ -263,38 +263,40 @@ def make_test_video(path: str | Path, h: int = 1080, w: int = 1920, frames: int 
 
 def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | Path | None = None,
                          slots: int = 4, hwaccel: bool = False, encode: bool = True,
-                         codec: str | None = None, batch: int = 1) -> dict[str, Any]:
+                         hw_encode: bool = True, batch: int = 1) -> dict[str, Any]:
     """decode (NVDEC or CPU, planar YUV) -> GpuRunner (YUV->RGB, model, blur, RGB->YUV on the GPU)
-    -> encode (NVENC or libx264), frames/s over the whole file. encode=False drops the frames
-    after download (isolates the encoder's cost); batch frames go through the program per call. hwaccel is off by default: on an H100 with 16
-    cores PyAV's NVDEC path (download + NV12 conversion on the host) decoded 1080p H.264 at about
-    a fifth of the speed of FFmpeg's threaded software decoder (docs/benchmarks.md)."""
+    -> encode (VideoSink.write_i420: NVENC when hw_encode and the GPU has it, else libx264
+    ultrafast), frames/s over the whole file. encode=False drops the frames after download
+    (isolates the encoder's cost); batch frames go through the program per call. hwaccel is off
+    by default: on an H100 with 16 cores PyAV's NVDEC path (download + NV12 conversion on the host)
+    decoded 1080p H.264 at about a fifth of the speed of FFmpeg's threaded software decoder
+    (docs/benchmarks.md)."""
+    import contextlib
+
     import av
 
-    from .gpu_runner import CudaLayer, GpuRunner, MattingProgram, YuvVideoWriter, iter_yuv_frames
+    from .gpu_runner import CudaLayer, GpuRunner, MattingProgram, iter_yuv_frames
+    from .io.sinks import VideoSink
 
     with av.open(str(video)) as c:
         vs = c.streams.video[0]
-        W, H, rate = vs.codec_context.width, vs.codec_context.height, vs.average_rate or 30
+        H, W, rate = vs.codec_context.height, vs.codec_context.width, vs.average_rate or 30
     prog = MattingProgram(backend, long_side, background="blur", in_format="yuv420p", out_format="yuv420p")
     runner = GpuRunner(prog, slots=slots, layer=CudaLayer(), batch=batch)
     info: dict[str, Any] = {}
-    writer = None
-    if encode:
-        out = out or Path(tempfile.mkdtemp(prefix="vmatte-bench-")) / "out.mp4"
-        writer = YuvVideoWriter(str(out), W, H, rate, codec=codec)
-        sink: Callable = writer
-    else:
-        def sink(i, planes, meta) -> None:
-            pass
-    # Warm-up pass over a few frames so capture and cudnn autotuning stay out of the timing.
-    warm = [f for _, f in zip(range(2 * batch + 1), iter_yuv_frames(str(video), hwaccel=False))]
-    GpuRunner(prog, slots=2, layer=CudaLayer(), batch=batch).run(warm, lambda *a: None)
-    stats = runner.run(iter_yuv_frames(str(video), hwaccel=hwaccel, info=info), sink)
-    if writer is not None:
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if encode:
+            out = out or Path(tempfile.mkdtemp(prefix="vmatte-bench-")) / "out.mp4"
+            writer = stack.enter_context(VideoSink(out, rate=rate, overwrite=True, preset="ultrafast", crf=20,
+                                                   hw_encode=hw_encode))
+        sink: Callable = (lambda i, planes, meta: writer.write_i420(planes)) if writer else (lambda *a: None)
+        # Warm-up pass over a few frames so capture and cudnn autotuning stay out of the timing.
+        warm = [f for _, f in zip(range(2 * batch + 1), iter_yuv_frames(str(video), hwaccel=False))]
+        GpuRunner(prog, slots=2, layer=CudaLayer(), batch=batch).run(warm, lambda *a: None)
+        stats = runner.run(iter_yuv_frames(str(video), hwaccel=hwaccel, info=info), sink)
         t0 = time.perf_counter()
-        writer.close()
-        stats.seconds += time.perf_counter() - t0
+    stats.seconds += time.perf_counter() - t0  # the encoder's flush and the file's close
     return {"frames": stats.frames, "seconds": stats.seconds, "fps": stats.fps, "size": [H, W],
             "decode": "nvdec" if info.get("hw") else "cpu", "decoded_format": info.get("format"),
             "encoder": writer.codec if writer else None, "slots": slots, "batch": batch,

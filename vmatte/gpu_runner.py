@@ -597,7 +597,8 @@ class GpuRunner(StopAware):
 
 
 # ---------------------------------------------------------------------------------------------
-# Video I/O for the GPU path (PyAV): planar YUV in and out, so colour conversion stays on the GPU
+# Video input for the GPU path (PyAV): planar YUV frames, so colour conversion stays on the GPU
+# (output: vmatte.io.sinks.VideoSink.write_i420)
 # ---------------------------------------------------------------------------------------------
 def open_video_reader(path: str, hwaccel: bool = True):
     """av container for `path`, decoding on NVDEC (PyAV hwaccel 'cuda') when it is there and
@@ -633,52 +634,3 @@ def iter_yuv_frames(path: str, hwaccel: bool = True, fmt: str = "yuv420p", info:
             yield f.to_ndarray(format=fmt), (f.pts, f.time_base)
     finally:
         c.close()
-
-
-class YuvVideoWriter:
-    """Encode I420 planes [H*3/2, W] into a video: h264_nvenc when the GPU has NVENC, else libx264
-    (`codec` forces one). Use as a sink: writer(index, planes, meta)."""
-
-    def __init__(self, path: str, width: int, height: int, rate: Any = 30, codec: str | None = None,
-                 options: dict | None = None) -> None:
-        import av
-        from fractions import Fraction
-
-        self.container = av.open(str(path), "w")
-        tried = [codec] if codec else ["h264_nvenc", "libx264"]
-        last = None
-        for name in tried:
-            try:
-                opts = options or ({"preset": "p1", "tune": "ull"} if "nvenc" in name else {"preset": "ultrafast", "crf": "20"})
-                st = self.container.add_stream(name, rate=Fraction(rate).limit_denominator(100000), options=opts)
-                st.width, st.height, st.pix_fmt = width, height, "yuv420p"
-                st.thread_type = "AUTO"
-                # Tag the matrix the planes were made with (MattingProgram: BT.709 for HD, else BT.601).
-                cc = st.codec_context
-                cc.colorspace = cc.color_primaries = cc.color_trc = 1 if yuv_matrix(width, height) == "bt709" else 6
-                cc.color_range = 1  # limited (MPEG) range
-                st.codec_context.open()  # fails here when NVENC is missing
-                self.stream, self.codec = st, name
-                break
-            except Exception as e:  # noqa: BLE001
-                last = e
-                log.info("encoder %s unavailable (%s)", name, e)
-                self.container.close()
-                self.container = av.open(str(path), "w")
-        else:
-            raise RuntimeError(f"no H.264 encoder could be opened ({last}); install an FFmpeg build with libx264")
-        self.frames = 0
-
-    def __call__(self, index: int, planes: np.ndarray, meta: Any = None) -> None:
-        import av
-
-        f = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        f.pts = self.frames
-        for p in self.stream.encode(f):
-            self.container.mux(p)
-        self.frames += 1
-
-    def close(self) -> None:
-        for p in self.stream.encode(None):
-            self.container.mux(p)
-        self.container.close()

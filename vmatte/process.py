@@ -227,6 +227,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
             program = gpu_program(matter, output_kind, bg, in_fmt, out_fmt)
             if program is not None and program.out_format == "yuv420p":
                 emit = sink.write_i420
+            if program is not None and hasattr(sink, "hw_encode"):
+                sink.hw_encode = True  # the GPU's own encoder (NVENC) when it has one; libx264 otherwise
             with sink:
                 if program is not None:  # decode thread -> GPU (batches, streams) -> encode here
                     from .gpu_runner import GpuRunner, default_layer

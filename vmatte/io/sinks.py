@@ -154,7 +154,7 @@ class VideoSink(_AtomicSink):
 
     def __init__(self, path: str | Path, *, rate: Fraction | float = 30, time_base: Fraction | None = None,
                  alpha: bool = False, audio_from: str | Path | None = None, overwrite: bool = False,
-                 crf: int | None = None, preset: str = "veryfast"):
+                 crf: int | None = None, preset: str = "veryfast", hw_encode: bool = False):
         super().__init__(path, overwrite)
         self.ext = self.path.suffix.lower()
         if self.ext not in VIDEO_OUT_EXTS:
@@ -166,6 +166,8 @@ class VideoSink(_AtomicSink):
         self.alpha = alpha
         self.audio_from = Path(audio_from) if audio_from else None
         self.crf, self.preset = crf, preset
+        self.hw_encode = hw_encode  # H.264 on NVENC when the GPU has it (falls back to libx264)
+        self.codec: str | None = None  # the encoder in use, once the first frame opened it
         self.tmp = _partial(self.path)
         self._out = None
         self._last_pts = None
@@ -177,34 +179,50 @@ class VideoSink(_AtomicSink):
 
         if os.path.exists(self.tmp):
             os.remove(self.tmp)  # leftover of a killed run
-        self._out = av.open(str(self.tmp), "w")
         if self.ext == ".mov":
-            codec, pix = "prores_ks", ("yuva444p10le" if self.alpha else "yuv422p10le")
-            opts = {"profile": "4" if self.alpha else "3", "vendor": "apl0"}
+            choices = [("prores_ks", "yuva444p10le" if self.alpha else "yuv422p10le",
+                        {"profile": "4" if self.alpha else "3", "vendor": "apl0"})]
         elif self.ext == ".webm":
-            codec, pix = "libvpx-vp9", ("yuva420p" if self.alpha else "yuv420p")
-            opts = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": str(self.crf or 30), "b": "0"}
+            choices = [("libvpx-vp9", "yuva420p" if self.alpha else "yuv420p",
+                        {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": str(self.crf or 30), "b": "0"})]
         else:
-            codec, pix = "libx264", "yuv420p"
-            opts = {"crf": str(self.crf or 18), "preset": self.preset}
-        vs = self._out.add_stream(codec, rate=self.rate, options=opts)
-        vs.width, vs.height, vs.pix_fmt = width, height, pix
+            choices = [("libx264", "yuv420p", {"crf": str(self.crf or 18), "preset": self.preset})]
+            if self.hw_encode:  # constant-quality VBR, about libx264's CRF on the same number
+                choices.insert(0, ("h264_nvenc", "yuv420p", {"preset": "p4", "rc": "vbr", "cq": str(self.crf or 19), "b": "0"}))
         # Convert and tag explicitly (limited range, BT.709 for HD, BT.601 for SD): left alone,
         # swscale writes BT.601 untagged, which players show colour-shifted for HD video.
         self._matrix = guess_matrix(width, height)
-        cc = vs.codec_context
-        cc.colorspace = cc.color_primaries = cc.color_trc = self._matrix
-        cc.color_range = 1  # AVCOL_RANGE_MPEG
-        vs.time_base = self.time_base
-        vs.codec_context.time_base = self.time_base
-        vs.thread_type = "AUTO"
-        self._vs = vs
+        for k, (codec, pix, opts) in enumerate(choices):
+            self._out = av.open(str(self.tmp), "w")
+            if k == len(choices) - 1:  # the software encoder: its errors surface on the first frame
+                self._vs = self._add_video(codec, pix, opts, width, height)
+                break
+            try:  # a GPU encoder fails here when the GPU, driver or FFmpeg build lacks it
+                self._vs = self._add_video(codec, pix, opts, width, height)
+                self._vs.codec_context.open()
+                break
+            except Exception as e:  # noqa: BLE001 - fall back to the next encoder
+                log.info("encoder %s unavailable (%s); using %s", codec, e, choices[k + 1][0])
+                self._out.close()
+        self.codec = codec
         if self.audio_from is not None:
             try:
                 self._open_audio()
             except Exception as e:  # audio is a bonus: never lose the video over it
                 log.warning("could not carry the audio of %s (%s); writing video only", self.audio_from.name, e)
                 self._close_audio()
+
+    def _add_video(self, codec: str, pix: str, opts: dict, width: int, height: int):
+        """Add the video stream, tagged with this sink's matrix, limited range and time base."""
+        vs = self._out.add_stream(codec, rate=self.rate, options=opts)
+        vs.width, vs.height, vs.pix_fmt = width, height, pix
+        cc = vs.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = self._matrix
+        cc.color_range = 1  # AVCOL_RANGE_MPEG
+        vs.time_base = self.time_base
+        cc.time_base = self.time_base
+        vs.thread_type = "AUTO"
+        return vs
 
     def _open_audio(self) -> None:
         import av
