@@ -145,8 +145,7 @@ def _gpu_frames(src, in_fmt: str):
             _check_size(*fr.rgb.shape[:2])
             yield fr
             continue
-        planes = getattr(fr, "yuv", None)
-        planes = _host_i420(fr.rgb) if planes is None else planes
+        planes = _host_i420(fr.rgb) if fr.yuv is None else fr.yuv
         _check_size(planes.shape[0] * 2 // 3, planes.shape[1])
         yield planes, fr
 

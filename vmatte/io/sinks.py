@@ -296,16 +296,12 @@ class VideoSink(_AtomicSink):
             img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
         elif not self.alpha and img.shape[2] == 4:
             img = np.ascontiguousarray(img[..., :3])
-        if self._out is None:
-            h, w = img.shape[:2]
-            if h % 2 or w % 2:
-                log.info("%dx%d has an odd side; padding to %dx%d by repeating the edge (the encoder needs even sizes)",
-                         w, h, w + w % 2, h + h % 2)
-            self._open(w + w % 2, h + h % 2)
+        h, w = img.shape[:2]
+        if self._out is None and (h % 2 or w % 2):
+            log.info("%dx%d has an odd side; padding to %dx%d by repeating the edge (the encoder needs even sizes)",
+                     w, h, w + w % 2, h + h % 2)
         img = pad_to_even(img)
-        if (img.shape[1], img.shape[0]) != (self._vs.width, self._vs.height):
-            raise VmatteError(f"frame size {img.shape[1]}x{img.shape[0]} changed mid-video "
-                              f"(was {self._vs.width}x{self._vs.height}); write to a folder instead")
+        self._open_for(img.shape[1], img.shape[0])
         frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
         frame = frame.reformat(format=self._vs.pix_fmt, dst_colorspace=5 if self._matrix == BT601 else self._matrix,
                                dst_color_range=1, dst_color_primaries=self._matrix, dst_color_trc=self._matrix)
@@ -326,15 +322,19 @@ class VideoSink(_AtomicSink):
         h, w = planes.shape[0] * 2 // 3, planes.shape[1]
         if not self.takes_i420(w, h) or planes.shape[0] != h * 3 // 2:
             raise VmatteError(f"{self.path.name} cannot take I420 frames of {w}x{h}; this is a bug in the caller")
+        self._open_for(w, h)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.colorspace = self._matrix
+        frame.color_range = 1
+        self._encode(frame, pts, time_base)
+
+    def _open_for(self, w: int, h: int) -> None:
+        """Open the encoder at the first frame's (even) size; later frames must keep it."""
         if self._out is None:
             self._open(w, h)
         if (w, h) != (self._vs.width, self._vs.height):
             raise VmatteError(f"frame size {w}x{h} changed mid-video "
                               f"(was {self._vs.width}x{self._vs.height}); write to a folder instead")
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        frame.colorspace = self._matrix
-        frame.color_range = 1
-        self._encode(frame, pts, time_base)
 
     def _encode(self, frame, pts: int | None, time_base: Fraction | None) -> None:
         """Time-stamp (pts in `time_base`, else the next frame index), encode and mux one frame."""

@@ -23,13 +23,16 @@ ALPHA_FORMATS = ("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya8", "ya16")
 
 @dataclass
 class Frame:
-    """One decoded frame: RGB uint8 [H,W,3], its index, and its timestamp when it came from a video."""
+    """One decoded frame: RGB uint8 [H,W,3], its index, and its timestamp when it came from a video.
+    From VideoSource.frames_of(planar=True) a frame may instead carry the decoder's I420 planes
+    `yuv` [H*3/2,W], with `rgb` None."""
 
     index: int
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     pts: int | None = None
     time_base: Fraction | None = None
     name: str | None = None  # file stem for image sources, to name outputs
+    yuv: np.ndarray | None = None
 
 
 def source_kind(path: str | Path) -> str:
@@ -211,8 +214,8 @@ class VideoSource:
                 self.rotation = rot
             planes = i420_planes(vf) if planar else None
             if planes is not None:
-                fr = Frame(i, None, vf.pts, vf.time_base or self.time_base)  # type: ignore[arg-type]
-                fr.yuv, fr.alpha_in = planes, None  # type: ignore[attr-defined]
+                fr = Frame(i, None, vf.pts, vf.time_base or self.time_base, yuv=planes)
+                fr.alpha_in = None  # type: ignore[attr-defined]
                 yield fr
                 i += 1
                 continue
