@@ -89,3 +89,17 @@ def test_average_checkpoints_and_release(tmp_path):
     assert [a["step"] for a in card["averaged"]] == [100, 200] and card["averaged"][1]["weight"] == 0.5
     soup = torch.load(tmp_path / "soup.pt", weights_only=False)
     assert torch.allclose(soup["model"][k], 0.5 * (states[0]["model"][k] + states[1]["model"][k]))
+
+
+def test_kept_copies_do_not_depend_on_ckpt_every(tmp_path):
+    """A keep_every step is a save step even when it is not a multiple of ckpt_every, and the kept
+    copy has no optimiser states."""
+    from vmatte.training.train import Checkpointer
+
+    cfg = load_config(None, name="k", out=str(tmp_path / "runs"), ckpt_every=500, keep_every=300, ckpt_seconds=3600)
+    ck = Checkpointer(cfg)
+    assert [s for s in range(1, 1001) if ck.due(s, cfg)] == [300, 500, 600, 900, 1000]
+    ck.save({"model": {}, "stage": "segmenter", "step": 300, "opt_seg": {"x": 1}})
+    assert "opt_seg" in torch.load(ck.path, weights_only=False)
+    assert "opt_seg" not in torch.load(ck.dir / "segmenter300.pt", weights_only=False)
+    assert not list(ck.dir.glob("*.partial"))

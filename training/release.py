@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from vmatte.registry import create_model
+from vmatte.training.train import without_optimisers
 from vmatte.weights import file_sha256, save_weights
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def average_states(states: list[dict], weights: list[float] | None = None) -> di
     first = states[0]["model"]
     avg = {k: (sum(wi * s["model"][k].float() for wi, s in zip(w, states)).to(v.dtype) if v.is_floating_point() else v)
            for k, v in first.items()}
-    return {**{k: v for k, v in states[0].items() if not k.startswith("opt")}, "model": avg,
+    return {**without_optimisers(states[0]), "model": avg,
             "averaged": [{"step": s.get("step"), "stage": s.get("stage"), "weight": wi} for s, wi in zip(states, w)]}
 
 
@@ -74,7 +75,7 @@ def release(ckpt: str | Path, out_dir: str | Path, card: dict | None = None, onn
         card["averaged"] = [{"checkpoint": str(p), **m} for p, m in zip([ckpt, *average], state["averaged"])]
     if save_ckpt is not None:
         Path(save_ckpt).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v for k, v in state.items() if not k.startswith("opt")}, save_ckpt)
+        torch.save(without_optimisers(state), save_ckpt)
     if devset is not None:
         with tempfile.TemporaryDirectory() as tmp:
             card["metrics"] = {"devset": str(devset), **evaluate_weights(save_weights(model, Path(tmp) / f"{name}.safetensors", card), devset)}

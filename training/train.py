@@ -49,26 +49,27 @@ def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Da
     fgs = [ForegroundDataset(d, exclude=held_subj, cache=cfg.data.cache) for d in cfg.data.fg if Path(d).is_dir()]
     if not fgs:
         raise FileNotFoundError(f"no foreground folder found among {cfg.data.fg}; build one with `python -m vmatte.training.foreground`")
-    person_free = []
-    d = cfg.data
-    if d.person_free_backgrounds and d.real_images and d.real_masks and Path(d.real_images).is_dir() and Path(d.real_masks).is_dir():
-        from .data import real_mask_samples
-
-        person_free = real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+    person_free = real_samples(cfg, held_subj) if cfg.data.person_free_backgrounds else []
     bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg,
-                         person_free=person_free, person_free_per_photo=d.person_free_backgrounds)
+                         person_free=person_free, person_free_per_photo=cfg.data.person_free_backgrounds)
     parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i) for i, f in enumerate(fgs)]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def real_mask_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset | None:
-    from .data import RealMaskDataset, real_mask_samples
+def real_samples(cfg: TrainConfig, held_subj: set[str]) -> list[dict]:
+    """The real photos with person masks of cfg.data (held-out subjects left out); [] when none."""
+    from .data import real_mask_samples
 
     d = cfg.data
     if not (d.real_images and d.real_masks and Path(d.real_images).is_dir() and Path(d.real_masks).is_dir()):
-        return None
-    held_subj, _ = load_split(d.split)
-    samples = real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+        return []
+    return real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+
+
+def real_mask_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset | None:
+    from .data import RealMaskDataset
+
+    samples = real_samples(cfg, load_split(cfg.data.split)[0])
     return RealMaskDataset(samples, crop=crop, length=length, seed=seed) if samples else None
 
 
@@ -121,6 +122,7 @@ class Checkpointer:
         self.dir = cfg.run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "last.pt"
+        self.keep_every = cfg.keep_every
         self.last_save = time.time()
 
     def load(self) -> dict[str, Any] | None:
@@ -128,22 +130,34 @@ class Checkpointer:
             return None
         return torch.load(self.path, map_location="cpu", weights_only=False)
 
-    def save(self, state: dict[str, Any], keep_every: int = 0) -> None:
-        """Write last.pt atomically; with keep_every, also keep <stage><step>.pt (model only) at
-        each multiple, so a run's checkpoints can be compared on the dev set afterwards."""
-        tmp = self.path.with_name("last.pt.partial")
-        torch.save(state, tmp)
-        tmp.replace(self.path)
+    def save(self, state: dict[str, Any]) -> None:
+        """Write last.pt atomically; with cfg.keep_every, also keep <stage><step>.pt (model only)
+        at each multiple, so a run's checkpoints can be compared on the dev set afterwards."""
+        atomic_save(state, self.path)
         self.last_save = time.time()
         step = int(state["step"])
-        if keep_every and step and step % keep_every == 0:
-            keep = self.dir / f"{state['stage']}{step}.pt"
-            torch.save({k: v for k, v in state.items() if not k.startswith("opt")}, keep.with_name(keep.name + ".partial"))
-            keep.with_name(keep.name + ".partial").replace(keep)
+        if self._keep(step):
+            atomic_save(without_optimisers(state), self.dir / f"{state['stage']}{step}.pt")
         log.info("checkpoint %s (stage %s step %d)", self.path, state["stage"], step)
 
+    def _keep(self, step: int) -> bool:
+        return bool(self.keep_every) and step > 0 and step % self.keep_every == 0
+
     def due(self, step: int, cfg: TrainConfig) -> bool:
-        return step % cfg.ckpt_every == 0 or time.time() - self.last_save > cfg.ckpt_seconds
+        return (step % cfg.ckpt_every == 0 or self._keep(step)
+                or time.time() - self.last_save > cfg.ckpt_seconds)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save through a .partial file, so a killed run never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def without_optimisers(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint without its optimiser states (what releases and kept copies need)."""
+    return {k: v for k, v in state.items() if not k.startswith("opt")}
 
 
 class LossLog:
@@ -255,7 +269,7 @@ class Trainer:
             done = self.train_segmenter() if stage == "segmenter" else self.train_matting()
             if not done:
                 break
-        self.ckpt.save(self.state(), self.cfg.keep_every)
+        self.ckpt.save(self.state())
         return self.history
 
     # -- stage 1
@@ -286,7 +300,7 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 self.history.append(self.logs.flush("segmenter", self.step))
             if self.ckpt.due(self.step, cfg):
-                self.ckpt.save(self.state(), self.cfg.keep_every)
+                self.ckpt.save(self.state())
             if self.out_of_time():
                 return False
         return True
@@ -342,7 +356,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0:
                     self.history.append(self.logs.flush("matting", self.step))
                 if self.ckpt.due(self.step, cfg):
-                    self.ckpt.save(self.state(), self.cfg.keep_every)
+                    self.ckpt.save(self.state())
                 if self.out_of_time():
                     return False
             return True
