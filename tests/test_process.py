@@ -437,3 +437,17 @@ def test_sink_hw_encode_falls_back_to_libx264(tmp_path, caplog):
         assert vcodec == "h264" and "h264_nvenc unavailable" in caplog.text
     else:
         assert s.codec == "h264_nvenc"
+
+
+def test_host_i420_matches_the_device_conversion_and_refuses_odd_frames():
+    """A frame the decoder gives as RGB on the planar route is converted as the GPU program would;
+    an odd-sized one (a mid-video size change) is a one-line error, not a crash in the encoder."""
+    torch = pytest.importorskip("torch")
+    from vmatte.gpu_runner import hwc_to_nchw, rgb_to_yuv420, yuv_matrix
+    from vmatte.process import _host_i420
+
+    rgb = frame_pattern(2, 48, 64)
+    want = rgb_to_yuv420(hwc_to_nchw(torch.from_numpy(rgb)), yuv_matrix(64, 48))[0].numpy()
+    assert np.array_equal(_host_i420(rgb), want) and want.shape == (72, 64)
+    with pytest.raises(VmatteError, match="odd.*write to a folder"):
+        _host_i420(frame_pattern(2, 47, 64))
