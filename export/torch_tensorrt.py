@@ -22,12 +22,14 @@ from typing import Any
 
 from vmatte.backends.base import COMPONENT_IO
 from vmatte.errors import VmatteError
+from vmatte.ops.sizes import PATCH, SEG_STRIDE
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".ep"
 # Which size family each input's H, W belong to: "low" = lowres_size, "full" = padded frame.
 _FAMILY = {"segmenter": ("low",), "generator": ("low", "low"), "refiner": ("full", "low")}
+_MULTIPLE = {"low": SEG_STRIDE, "full": PATCH}  # what each family's sides are whole multiples of
 
 
 def require_torch_tensorrt():
@@ -57,11 +59,17 @@ def _names(fn, name: str) -> bool:
 def dynamic_shapes_for(component: str, profile: dict[str, tuple]) -> tuple[dict[int, Any], ...]:
     """torch.export dynamic_shapes for `profile` ({input: (min, opt, max)}): a tuple with one
     {axis: Dim} per input (positional, so it does not depend on forward()'s argument names). Axes
-    whose min == max stay static; a Dim is shared by every input that must agree on it."""
+    whose min == max stay static; a Dim is shared by every input that must agree on it.
+
+    H and W are declared as whole multiples of what the model needs (`_MULTIPLE`: refiner cells
+    for the padded frame, the generator's stride for the low resolution), i.e. `64 * Dim(...)`:
+    newer torch.export releases reject a plain range whose values the graph's guards restrict to
+    multiples ("Not all values of full_h ... satisfy the generated guard")."""
     from torch.export import Dim
 
     names, _ = COMPONENT_IO[component]
     dims: dict[str, Any] = {}
+    ranges: dict[str, tuple[int, int]] = {}
     out = []
     for name, fam in zip(names, _FAMILY[component]):
         lo, _, hi = profile[name]
@@ -70,9 +78,14 @@ def dynamic_shapes_for(component: str, profile: dict[str, tuple]) -> tuple[dict[
             if lo[axis] == hi[axis]:
                 continue
             key = "batch" if axis == 0 else f"{fam}_{'h' if axis == 2 else 'w'}"
-            if key in dims and (dims[key].min, dims[key].max) != (lo[axis], hi[axis]):
-                raise ValueError(f"profile of {component} gives {key} ranges {dims[key].min}..{dims[key].max} and {lo[axis]}..{hi[axis]}; inputs sharing a dimension need one range (build the profile with export.tensorrt.profile_for)")
-            dims.setdefault(key, Dim(key, min=int(lo[axis]), max=int(hi[axis])))
+            rng = (int(lo[axis]), int(hi[axis]))
+            if ranges.setdefault(key, rng) != rng:
+                raise ValueError(f"profile of {component} gives {key} ranges {ranges[key][0]}..{ranges[key][1]} and {rng[0]}..{rng[1]}; inputs sharing a dimension need one range (build the profile with export.tensorrt.profile_for)")
+            if key not in dims:
+                m = 1 if axis == 0 else _MULTIPLE[fam]
+                if rng[0] % m or rng[1] % m:
+                    raise ValueError(f"profile of {component} gives {key} range {rng[0]}..{rng[1]}, not multiples of {m}; build the profile with export.tensorrt.profile_for")
+                dims[key] = Dim(key, min=rng[0], max=rng[1]) if m == 1 else m * Dim(f"{key}_{m}", min=rng[0] // m, max=rng[1] // m)
             spec[axis] = dims[key]
         out.append(spec)
     return tuple(out)

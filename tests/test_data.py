@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ import torch
 from training import data as D
 from training import devset as S
 from training import foreground as F
+from vmatte.errors import VmatteError
 
 DATA = Path(os.environ.get("VMATTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -349,6 +351,7 @@ def synthetic_photo(h: int = 64, w: int = 64):
 
 
 def test_trimap_and_closed_form_recover_alpha():
+    pytest.importorskip("pymatting", reason="pymatting (train/test extras) not installed")
     img, a_true, fg_true = synthetic_photo()
     tri = F.make_trimap((a_true > 0.5).astype(np.float32), None)
     unknown = tri == 0.5
@@ -378,7 +381,16 @@ def test_trimap_drops_mask_parts_far_from_teacher():
     assert (tri[8:12, 68:75] == 0).all() and tri[40, 30] == 1
 
 
+def test_build_layers_without_pymatting_fails_at_once(tmp_path, monkeypatch):
+    """Without pymatting every photo would fail and be skipped: one clear error instead."""
+    monkeypatch.setitem(sys.modules, "pymatting", None)
+    with pytest.raises(VmatteError, match="pip install"):
+        F.build_layers([], tmp_path / "out", teacher=None, workers=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_build_layers_end_to_end_skips_bad(tmp_path, caplog):
+    pytest.importorskip("pymatting", reason="pymatting (train/test extras) not installed")
     img, a, _ = synthetic_photo(96, 96)
     write_rgb(tmp_path / "im" / "good.jpg", (img * 255 + 0.5).astype(np.uint8))
     write_gray(tmp_path / "gt" / "good.png", ((a > 0.5) * 255).astype(np.uint8))

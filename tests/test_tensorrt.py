@@ -669,6 +669,13 @@ def test_dynamic_shapes_share_dims():
     assert 0 not in ref[0]  # batch 1 only: static
     assert (ref[0][2].min, ref[0][2].max) == (512, 1088) and (ref[1][2].min, ref[1][2].max) == (144, 208)
     assert ref[0][2] is not ref[1][2]  # full-res and low-res heights are different symbols
+    # Sides are declared as whole multiples (torch 2.11's export rejects a plain 512..1088 range
+    # once the graph guards that the side is a multiple of 64): cells 8..17, strides 9..13.
+    assert (ref[0][2].root.min, ref[0][2].root.max) == (8, 17) and (ref[1][2].root.min, ref[1][2].root.max) == (9, 13)
+    bad = profile_for("refiner", sizes, 256)
+    bad["image"] = (bad["image"][0][:2] + (520, 640),) + bad["image"][1:]
+    with pytest.raises(ValueError, match="not multiples of 64"):
+        dynamic_shapes_for("refiner", bad)
 
 
 class _FakeInput:

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vmatte.errors import VmatteError
 from vmatte.weights import file_sha256
 
 log = logging.getLogger(__name__)
@@ -153,13 +154,21 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def require_pymatting():
+    """The pymatting module, or a VmatteError naming the fix (it is in the train/test extras)."""
+    try:
+        import pymatting
+    except ImportError as e:
+        raise VmatteError(f"pymatting is not installed ({e}); pip install 'vmatte[train]' (or pymatting) to build foreground layers") from None
+    return pymatting
+
+
 def matte_from_trimap(image: np.ndarray, trimap: np.ndarray, epsilon: float = 1e-7) -> np.ndarray:
     """Closed-form matting (Levin et al.) inside the unknown region -> alpha float32 [H,W].
 
     image: RGB float64 [H,W,3] in 0..1; trimap: float64 [H,W] 0/0.5/1.
     """
-    from pymatting import estimate_alpha_cf
-
+    estimate_alpha_cf = require_pymatting().estimate_alpha_cf
     if not (trimap == 0.5).any():
         return trimap.astype(np.float32)
     with contextlib.redirect_stdout(io.StringIO()):  # pymatting's ichol prints shift retries
@@ -179,9 +188,7 @@ def blend_with_teacher(alpha: np.ndarray, teacher: np.ndarray, lo: float = 0.15,
 
 def estimate_fg(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colour F float32 [H,W,3] in 0..1 (pymatting multi-level ML estimate)."""
-    from pymatting import estimate_foreground_ml
-
-    f = estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64))
+    f = require_pymatting().estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64))
     return np.clip(f, 0.0, 1.0).astype(np.float32)
 
 
@@ -363,6 +370,7 @@ def build_layers(jobs: list[dict], out_dir: str | Path, teacher: str | None = No
     """Build all jobs into out_dir (resumable) with a process pool; returns the manifest."""
     import multiprocessing as mp
 
+    require_pymatting()  # fail before the pool, not once per photo (each would be skipped)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(out_dir)
@@ -444,7 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.teacher and any(j["mask"] is None for j in jobs):
         raise SystemExit("images without masks need --teacher")
     params = BuildParams(max_side=args.max_side)
-    manifest = build_layers(jobs, args.out, args.teacher, params, workers=args.workers, progress=True)
+    try:
+        manifest = build_layers(jobs, args.out, args.teacher, params, workers=args.workers, progress=True)
+    except VmatteError as e:
+        raise SystemExit(f"error: {e}") from None
     log.info("built %d subjects, skipped %d, into %s", len(manifest["subjects"]), len(manifest["skipped"]), args.out)
     return 0
 
