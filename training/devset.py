@@ -56,6 +56,23 @@ def make_split(subjects: Sequence[str], backgrounds: Sequence[str], subject_frac
             "heldout_backgrounds": pick_heldout(backgrounds, min(n_backgrounds, len(backgrounds) - 1), seed)}
 
 
+def control_split(split: dict, subjects: Sequence[str], backgrounds: Sequence[str], which: str,
+                  seed: int = 1) -> dict:
+    """A control split: the held-out subjects and/or backgrounds of `split` replaced by as many
+    *training* ones (`which`: "subjects", "backgrounds" or "both"), so a control set built from it
+    shows how a model does on what it was trained on (under- vs over-fitting)."""
+    if which not in ("subjects", "backgrounds", "both"):
+        raise ValueError(f"unknown control {which!r}; expected subjects, backgrounds or both")
+    out = dict(split, control={"of": which, "seed": seed})
+    if which in ("subjects", "both"):
+        pool = training_subjects(subjects, split)
+        out["heldout_subjects"] = pick_heldout(pool, min(len(split["heldout_subjects"]), len(pool)), seed)
+    if which in ("backgrounds", "both"):
+        pool = [p.name for p in training_backgrounds(backgrounds, split)]
+        out["heldout_backgrounds"] = pick_heldout(pool, min(len(split["heldout_backgrounds"]), len(pool)), seed)
+    return out
+
+
 def load_split(path: str | Path | None = None) -> dict:
     """Read a split JSON (default: the repo's training/split.json)."""
     path = Path(path) if path else SPLIT_FILE
@@ -199,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-subject", type=int, default=2)
     ap.add_argument("--long-side", type=int, default=640)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--control", choices=("subjects", "backgrounds", "both"),
+                    help="build a control set instead: training subjects and/or backgrounds in place of the held-out ones")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.real_images or args.real_masks:
@@ -225,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         write_split(split, split_path)
         log.info("wrote split %s: %d held-out subjects, %d held-out backgrounds", split_path,
                  len(split["heldout_subjects"]), len(split["heldout_backgrounds"]))
+    if args.control:
+        sizes = _subject_sizes(fg_dir)
+        eligible = [n for n in ForegroundDataset(fg_dir).names() if sizes.get(n, args.min_side) >= args.min_side]
+        split = control_split(split, eligible, list_images(args.bg, IMAGE_EXTS), args.control, args.seed + 1)
+        log.info("control set of training %s", args.control)
     write_split(split, Path(args.out) / "split.json")
     entries = build_devset(fg_dir, args.bg, args.out, split, args.per_subject, args.long_side, args.seed)
     log.info("wrote %d dev images to %s", len(entries), args.out)
