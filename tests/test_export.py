@@ -67,6 +67,20 @@ def test_onnx_parity_two_sizes(model, onnx32, component):
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
+def test_rt_plus_segmenter_onnx_parity(tmp_path):
+    """The atrous stride-32 stage of rt_plus's full Lite0 backbone exports with dynamic sizes."""
+    from vmatte.export.onnx import export_component
+    from vmatte.registry import create_model
+
+    torch.manual_seed(0)
+    m = create_model("rt_plus").eval()
+    path = export_component(m, "segmenter", tmp_path / "segmenter.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for low in ((144, 256), (96, 176)):
+        feed = component_inputs("segmenter", low, low)
+        np.testing.assert_allclose(sess.run(None, feed)[0], torch_ref(m, "segmenter", feed), atol=1e-4, rtol=0)
+
+
 def test_onnx_metadata_and_checker(onnx32):
     import onnx
 

@@ -103,3 +103,27 @@ def test_kept_copies_do_not_depend_on_ckpt_every(tmp_path):
     assert "opt_seg" in torch.load(ck.path, weights_only=False)
     assert "opt_seg" not in torch.load(ck.dir / "segmenter300.pt", weights_only=False)
     assert not list(ck.dir.glob("*.partial"))
+
+
+def test_cosine_schedule_factor_and_config():
+    from vmatte.training.train import lr_factor
+
+    cfg = load_config(None, lr_schedule="cosine", lr_min_factor=0.1)
+    assert lr_factor(cfg, 0, 100) == pytest.approx(1.0)
+    assert lr_factor(cfg, 50, 100) == pytest.approx(0.55)  # halfway: mean of 1 and 0.1
+    assert lr_factor(cfg, 100, 100) == pytest.approx(0.1) and lr_factor(cfg, 150, 100) == pytest.approx(0.1)
+    assert lr_factor(load_config(None), 50, 100) == 1.0  # constant (the paper's)
+    with pytest.raises(ValueError, match="constant or cosine"):
+        load_config(None, lr_schedule="step")
+
+
+def test_cosine_run_ends_at_the_minimum_rate(tmp_path):
+    fg, bg = _make_data(tmp_path)
+    cfg = load_config(None, name="c", out=str(tmp_path / "runs"), stages=["segmenter"], seg_steps=6, batch=2, seg_crop=64,
+                      lr_seg=1e-3, lr_schedule="cosine", lr_min_factor=0.05, log_every=3, ckpt_every=3, seed=0)
+    cfg.data.fg, cfg.data.backgrounds, cfg.data.real_images, cfg.data.split, cfg.data.workers = [str(fg)], [str(bg)], None, None, 0
+    t = Trainer(cfg)
+    t.run()
+    # the last step ran at step 5 of 6: cos factor 0.05 + 0.95 * 0.5 * (1 + cos(5pi/6))
+    want = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(5 * np.pi / 6)))
+    assert t.opt_seg.param_groups[0]["lr"] == pytest.approx(want)

@@ -37,6 +37,11 @@ class TrainConfig:
     low_factor: tuple[float, float] = (2.0, 5.0)  # full/low resolution ratio, drawn per batch
     train_patches: int = 12  # refiner patch budget while training (fewer than cells, so choice matters)
     lr_g: float = 1e-4  # paper: Adam 1e-4 generator
+    # "constant" (the paper's), or "cosine": each stage's learning rates fall from their value to
+    # lr_min_factor x it over the stage's steps (seg_steps / steps). Single checkpoints of
+    # constant-rate runs scatter widely on the dev set (docs/quality.md); annealing settles them.
+    lr_schedule: str = "constant"
+    lr_min_factor: float = 0.01
     lr_d: float = 1e-5  # paper: Adam 1e-5 discriminator
     d_every: int = 5  # one discriminator step per five generator steps (paper)
     d_base: int = 32
@@ -84,6 +89,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     if "low_factor" in raw:
         raw["low_factor"] = tuple(raw["low_factor"])
     cfg = _build(TrainConfig, {**raw, "loss": loss, "data": data}, "train")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: expected constant or cosine")
     if cfg.crop % 64:
         raise ValueError(f"crop {cfg.crop} must be a multiple of 64 (the refiner's cell size)")
     return cfg

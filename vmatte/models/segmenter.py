@@ -7,15 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientnet_lite import EfficientNetLite0
+from .efficientnet_lite import LITE0_BLOCKS, EfficientNetLite0
 from .layers import ConvBNReLU, ResBlock, normalize_rgb
 
-BACKBONES = ("plain", "lite0")
+BACKBONES = ("plain", "lite0", "lite0_full")
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    backbone: str = "plain"  # "plain" (ResNet-style, widths/blocks below) or "lite0" (EfficientNet-Lite0, ImageNet-initialisable)
+    # "plain" (ResNet-style, widths/blocks below), "lite0" (EfficientNet-Lite0 up to stride 16,
+    # ImageNet-initialisable) or "lite0_full" (all 16 Lite0 blocks, the last stage atrous)
+    backbone: str = "plain"
     widths: tuple[int, int, int, int] = (16, 24, 48, 96)  # strides 2, 4, 8, 16
     blocks: tuple[int, int, int, int] = (1, 1, 2, 2)
     aspp_ch: int = 64
@@ -77,6 +79,8 @@ class Segmenter(nn.Module):
             self.backbone: nn.Module = PlainBackbone(cfg.widths, cfg.blocks)
         elif cfg.backbone == "lite0":
             self.backbone = EfficientNetLite0()
+        elif cfg.backbone == "lite0_full":
+            self.backbone = EfficientNetLite0(len(LITE0_BLOCKS))
         else:
             raise ValueError(f"unknown segmenter backbone {cfg.backbone!r}; valid: {', '.join(BACKBONES)}")
         self.aspp = ASPP(self.backbone.out_ch, cfg.aspp_ch, cfg.aspp_rates)
