@@ -121,6 +121,7 @@ def test_cosine_run_ends_at_the_minimum_rate(tmp_path):
     fg, bg = _make_data(tmp_path)
     cfg = load_config(None, name="c", out=str(tmp_path / "runs"), stages=["segmenter"], seg_steps=6, batch=2, seg_crop=64,
                       lr_seg=1e-3, lr_schedule="cosine", lr_min_factor=0.05, log_every=3, ckpt_every=3, seed=0)
+    cfg.loss = cfg.loss.replace(perceptual=False)  # no VGG file needed
     cfg.data.fg, cfg.data.backgrounds, cfg.data.real_images, cfg.data.split, cfg.data.workers = [str(fg)], [str(bg)], None, None, 0
     t = Trainer(cfg)
     t.run()
