@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmatte.ops.sizes import frame_sizes
+from vmatte.ops.sizes import padded_size
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def oracle_mask(alpha, low_size: tuple[int, int], mode: str, input_scale: float 
     if mode not in ORACLES:
         raise ValueError(f"unknown oracle {mode!r}; expected one of {', '.join(ORACLES)}")
     H, W = alpha.shape
-    (Hp, Wp), _ = frame_sizes(H, W, max(low_size))
+    Hp, Wp = padded_size(H, W)
     a = torch.from_numpy(np.ascontiguousarray(alpha, np.float32))[None, None]  # [1,1,H,W]
     if (Hp, Wp) != (H, W):
         a = F.pad(a, (0, Wp - W, 0, Hp - H), mode="replicate")
@@ -61,7 +61,7 @@ def oracle_segmenter(model, mode: str) -> Iterator[dict]:
     before each frame) instead of its prediction."""
     seg = model.segmenter
     state: dict = {"alpha": None}
-    scale = float(getattr(getattr(seg, "cfg", None), "input_scale", 1.0))
+    scale = seg.cfg.input_scale
 
     def forward(x):  # x: [B,3,h,w] low-resolution frame
         if state["alpha"] is None:

@@ -33,6 +33,7 @@ class Frame:
     time_base: Fraction | None = None
     name: str | None = None  # file stem for image sources, to name outputs
     yuv: np.ndarray | None = None
+    alpha_in: np.ndarray | None = None  # the input's own alpha [H,W] uint8, when the video carries one
 
 
 def source_kind(path: str | Path) -> str:
@@ -214,9 +215,7 @@ class VideoSource:
                 self.rotation = rot
             planes = i420_planes(vf) if planar else None
             if planes is not None:
-                fr = Frame(i, None, vf.pts, vf.time_base or self.time_base, yuv=planes)
-                fr.alpha_in = None  # type: ignore[attr-defined]
-                yield fr
+                yield Frame(i, None, vf.pts, vf.time_base or self.time_base, yuv=planes)
                 i += 1
                 continue
             if vf.format.name.startswith(ALPHA_FORMATS):
@@ -225,9 +224,8 @@ class VideoSource:
             else:
                 rgb, alpha_in = frame_to_array(vf), None
             rgb = rotate_upright(rgb, rot)
-            fr = Frame(i, rgb, vf.pts, vf.time_base or self.time_base)
-            fr.alpha_in = None if alpha_in is None else rotate_upright(alpha_in, rot)  # type: ignore[attr-defined]
-            yield fr
+            yield Frame(i, rgb, vf.pts, vf.time_base or self.time_base,
+                        alpha_in=None if alpha_in is None else rotate_upright(alpha_in, rot))
             i += 1
 
 
