@@ -12,7 +12,7 @@ gives the steady-state fps (frames per second once set up) and the fixed cost of
 files, building and capturing the device program), which a short clip's fps mixes together.
 Writes $OUT/gpu_process.json (or --out) and prints a markdown table.
 
-    python benchmarks/gpu_process.py [--frames 300] [--long-frames 1200] [--size 1080p] [--routes gpu,host]
+    python benchmarks/gpu_process.py [--frames 300] [--long-frames 1200] [--size 1080p] [--routes gpu,host] [-v]
 """
 from __future__ import annotations
 
@@ -47,7 +47,13 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="torch-cuda")
     ap.add_argument("--outputs", default="composite:blur:.mp4,alpha:blur:.mp4",
                     help="comma-separated KIND:BACKGROUND:EXT jobs")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="timestamped debug log: graph captures, first and last frame, closing time per call")
     args = ap.parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s: %(message)s")
     from vmatte.api import Matter
     from vmatte.process import process
 

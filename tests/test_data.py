@@ -205,6 +205,38 @@ def test_paste_distractors_only_changes_the_background_inside_objects():
     assert not bg.any()  # the input is not modified in place
 
 
+def test_shade_object_lights_and_outlines_only_inside_the_silhouette():
+    rng = np.random.default_rng(3)
+    patch = np.full((40, 60, 3), 0.5, np.float32)
+    m = np.zeros((40, 60), np.float32)
+    m[8:32, 10:50] = 1
+    out = D.shade_object(patch, m, rng)
+    assert out.shape == patch.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    inner, edge = out[14:26, 18:42], out[8, 10:50]
+    assert inner.std() > 0.005  # light falls off across the object (a flat patch is no longer flat)
+    assert np.abs(edge - 0.5).mean() > np.abs(out[20, 30] - 0.5).mean()  # the rim stands out more than the middle
+    # pasted with p_shaded=1 the objects still only change the background inside their silhouettes
+    bg = np.zeros((48, 64, 3), np.float32)
+    shaded = D.paste_distractors(bg, [np.full((48, 64, 3), 0.5, np.float32)], np.random.default_rng(0), 3, p_shaded=1.0)
+    flat = D.paste_distractors(bg, [np.full((48, 64, 3), 0.5, np.float32)], np.random.default_rng(0), 3, p_shaded=0.0)
+    assert 0.01 < (shaded > 0).any(-1).mean() < 0.9
+    assert flat[(flat > 0.45).all(-1)].std() < 0.02  # flat cut-outs: one tone inside (soft edges aside)
+    assert shaded[(shaded > 0.2).all(-1)].std() > 0.05  # shaded ones: light and rim
+
+
+def test_augment_table_of_the_config(tmp_path):
+    from vmatte.training.config import load_config
+
+    cfg_file = tmp_path / "a.toml"
+    cfg_file.write_text("[augment]\np_shaded_distractor = 0.6\nscale_range = [0.5, 1.2]\n")
+    cfg = load_config(cfg_file)
+    assert cfg.augment.p_shaded_distractor == 0.6 and cfg.augment.scale_range == (0.5, 1.2)
+    assert load_config(None).augment == type(cfg.augment)()  # no table: the defaults
+    cfg_file.write_text("[augment]\np_shady = 1\n")
+    with pytest.raises(ValueError, match="p_shaded_distractor"):  # unknown keys list the valid ones
+        load_config(cfg_file)
+
+
 def test_distractors_leave_the_subject_and_labels_alone(tmp_path):
     fgs = D.ForegroundDataset(make_layers(tmp_path / "fg", n=2))
     kw = dict(crop=32, length=6, seed=1)

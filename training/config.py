@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .data import AugmentConfig
 from .losses import LossConfig
 
 
@@ -53,6 +54,7 @@ class TrainConfig:
     init_from: str | None = None
     coarse_weight: float = 1.0  # deep supervision of the low-resolution alpha
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # compositing augmentation ([augment])
     data: DataConfig = field(default_factory=DataConfig)
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     device: str = "auto"
@@ -78,17 +80,19 @@ def _build(cls, values: dict[str, Any], where: str):
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Read a TOML config ([train] top-level keys, [loss] and [data] tables) plus overrides."""
+    """Read a TOML config ([train] top-level keys, [loss], [data] and [augment] tables) plus overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     loss = _build(LossConfig, raw.pop("loss", {}), "loss")
     data = _build(DataConfig, raw.pop("data", {}), "data")
+    aug = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("augment", {}).items()}
+    augment = _build(AugmentConfig, aug, "augment")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if "low_factor" in raw:
         raw["low_factor"] = tuple(raw["low_factor"])
-    cfg = _build(TrainConfig, {**raw, "loss": loss, "data": data}, "train")
+    cfg = _build(TrainConfig, {**raw, "loss": loss, "data": data, "augment": augment}, "train")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: expected constant or cosine")
     if cfg.crop % 64:

@@ -581,10 +581,33 @@ def blob_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(m, (0, 0), rng.uniform(0.3, 1.5))
 
 
-def paste_distractors(bg: np.ndarray, sources: Sequence[np.ndarray], rng: np.random.Generator, count: int) -> np.ndarray:
+def shade_object(patch: np.ndarray, m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Make a flat texture cut-out [h,w,3] look like a lit solid object inside its silhouette m
+    [h,w] (0..1): light falling off across it from a random side and a bright or dark rim along its
+    outline (a cup's lip, a lamp's edge). Flat cut-outs look like background; the salient objects
+    the segmenter takes for people (docs/quality.md) are shaded and outlined."""
+    h, w = m.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    th = rng.uniform(0, 2 * np.pi)
+    t = (np.cos(th) * (xx / max(w - 1, 1) - 0.5) + np.sin(th) * (yy / max(h - 1, 1) - 0.5)) * 2  # -1..1
+    light = 1.0 + rng.uniform(0.2, 0.5) * t  # [h,w]
+    out = patch * light[..., None]
+    r = max(1, int(round(rng.uniform(0.015, 0.05) * min(h, w))))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    hard = (m > 0.5).astype(np.uint8)
+    rim = cv2.GaussianBlur((hard - cv2.erode(hard, k)).astype(np.float32), (0, 0), max(0.5, r / 3))  # [h,w]
+    tone = 1.0 if rng.random() < 0.7 else 0.0  # mostly highlights (glazed, metal, plastic)
+    strength = rng.uniform(0.4, 0.9)
+    out = out + (tone - out) * (strength * np.clip(rim, 0, 1))[..., None]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def paste_distractors(bg: np.ndarray, sources: Sequence[np.ndarray], rng: np.random.Generator, count: int,
+                      p_shaded: float = 0.0) -> np.ndarray:
     """Paste `count` non-person objects (blob-shaped cut-outs of `sources`, float32 HWC in 0..1)
-    into the background `bg` [H,W,3]. Why: salient objects with crisp edges (a cup filling the
-    frame) must not read as "the subject"; composites otherwise have exactly one pasted layer."""
+    into the background `bg` [H,W,3]; each is shaded as a solid object (shade_object) with
+    probability p_shaded. Why: salient objects with crisp edges (a cup filling the frame) must not
+    read as "the subject"; composites otherwise have exactly one pasted layer."""
     out = bg.copy()
     H, W = bg.shape[:2]
     for _ in range(count):
@@ -596,6 +619,8 @@ def paste_distractors(bg: np.ndarray, sources: Sequence[np.ndarray], rng: np.ran
         y, x = int(rng.integers(H - h + 1)), int(rng.integers(W - w + 1))
         m = blob_mask(h, w, rng)[..., None]
         patch = src[sy:sy + h, sx:sx + w]
+        if p_shaded > 0 and rng.random() < p_shaded:
+            patch = shade_object(patch, m[..., 0], rng)
         out[y:y + h, x:x + w] = patch * m + out[y:y + h, x:x + w] * (1 - m)
     return np.clip(out, 0, 1, out=out)
 
@@ -618,6 +643,7 @@ class AugmentConfig:
     mask_morph_frac: float = 0.03
     p_distractor: float = 0.5  # paste non-person objects into the background (they stay background)
     max_distractors: int = 3
+    p_shaded_distractor: float = 0.0  # share of those objects lit and outlined like solid things
 
 
 class CompositeDataset(Dataset):
@@ -682,7 +708,7 @@ class CompositeDataset(Dataset):
                 bg = color_jitter(bg, rng)
         if rng.random() < a.p_distractor:
             sources = [to_float(random_bg_crop(self.bgs.get(int(rng.integers(len(self.bgs)))), self.crop, rng)), synthetic_background(ch, cw, rng)]
-            bg = paste_distractors(bg, sources, rng, int(rng.integers(1, a.max_distractors + 1)))
+            bg = paste_distractors(bg, sources, rng, int(rng.integers(1, a.max_distractors + 1)), a.p_shaded_distractor)
         if rng.random() < a.p_bg_blur:
             bg = cv2.GaussianBlur(bg, (0, 0), rng.uniform(*a.bg_blur_sigma))
         image = composite(fg, bg, alpha)

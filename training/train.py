@@ -53,7 +53,8 @@ def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Da
     person_free = real_samples(cfg, held_subj) if cfg.data.person_free_backgrounds else []
     bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg,
                          person_free=person_free, person_free_per_photo=cfg.data.person_free_backgrounds)
-    parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i) for i, f in enumerate(fgs)]
+    parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i, augment=cfg.augment)
+             for i, f in enumerate(fgs)]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 

@@ -214,6 +214,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                 except OSError as e:  # disk full, folder gone, ...: the sink then drops its partial file
                     raise _sinks.write_error(out, e) from None
                 done[0] += 1
+                if done[0] == 1:  # set-up cost of this call (benchmarks/gpu_process.py splits it from the rate)
+                    log.debug("first frame written %.2f s after opening the input", time.perf_counter() - t0)
                 if progress is not None:
                     progress(done[0], total)
 
@@ -244,6 +246,9 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                 _check_complete(inp, src, done[0])
                 if done[0] == 0:
                     raise VmatteError(f"{inp} has no decodable video frames; check the file")
+                t_last = time.perf_counter()
+            log.debug("last frame written %.2f s after opening the input; closing the output took %.2f s",
+                      t_last - t0, time.perf_counter() - t_last)
             if getattr(src, "skipped", 0):
                 log.warning("%d corrupt packets were skipped in %s", src.skipped, inp.name)
         secs = time.perf_counter() - t0
