@@ -224,6 +224,24 @@ def test_shade_object_lights_and_outlines_only_inside_the_silhouette():
     assert shaded[(shaded > 0.2).all(-1)].std() > 0.05  # shaded ones: light and rim
 
 
+def test_recolor_regions_changes_colours_in_parts_only(tmp_path):
+    rng = np.random.default_rng(0)
+    img = np.tile(np.linspace(0.2, 0.8, 64, dtype=np.float32)[None, :, None], (48, 1, 3))
+    img[..., 0] *= 0.5  # a coloured ramp, so hue turns show
+    out = D.recolor_regions(img, rng)
+    assert out.shape == img.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    diff = np.abs(out - img).max(-1)
+    assert 0.02 < (diff > 0.02).mean() < 0.98  # some regions recoloured, not the whole frame
+    # in the composites it recolours the subject only: the labels stay as they were
+    fgs = D.ForegroundDataset(make_layers(tmp_path / "fg", n=2))
+    kw = dict(crop=32, length=4, seed=1)
+    plain = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0), **kw)
+    recol = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0, p_fg_recolor=1), **kw)
+    for i in range(4):
+        a, b = plain.sample(i), recol.sample(i)
+        assert np.array_equal(a["alpha"], b["alpha"])
+
+
 def test_augment_table_of_the_config(tmp_path):
     from vmatte.training.config import load_config
 

@@ -191,6 +191,22 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 
     return out
 
 
+def recolor_regions(img: np.ndarray, rng: np.random.Generator, regions: int = 2) -> np.ndarray:
+    """Recolour a few smooth random regions of float32 RGB [H,W,3] (0..1), each with its own colour
+    jitter and a strong hue turn: new clothes, hair and skin tones for the same few hundred people,
+    whose looks the segmenter otherwise learns by heart (docs/quality.md)."""
+    h, w = img.shape[:2]
+    out = img
+    for _ in range(regions):
+        cells = int(rng.integers(2, 6))
+        small = rng.uniform(0, 1, (cells, cells)).astype(np.float32)
+        field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        m = np.clip((field - rng.uniform(0.45, 0.7)) * 8, 0, 1)[..., None]  # soft-edged region [H,W,1]
+        other = color_jitter(out, rng, brightness=0.3, contrast=0.3, saturation=0.6, hue_deg=float(rng.uniform(30, 180)))
+        out = out * (1 - m) + other * m
+    return out.astype(np.float32)
+
+
 def synthetic_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random synthetic background float32 [h,w,3] in 0..1: linear/radial gradient, smooth
     multi-scale noise, stripes/checker texture or a flat colour with grain."""
@@ -633,6 +649,7 @@ class AugmentConfig:
     max_upscale: float | None = 1.5  # never enlarge a layer more than this (None = no limit)
     p_flip: float = 0.5
     p_fg_jitter: float = 0.8
+    p_fg_recolor: float = 0.0  # recolour random regions of the subject (recolor_regions)
     p_bg_jitter: float = 0.8
     p_bg_blur: float = 0.25
     bg_blur_sigma: tuple[float, float] = (1.0, 6.0)
@@ -697,6 +714,8 @@ class CompositeDataset(Dataset):
             fg, alpha = np.ascontiguousarray(fg[:, ::-1]), np.ascontiguousarray(alpha[:, ::-1])
         if rng.random() < a.p_fg_jitter:
             fg = color_jitter(fg, rng)
+        if a.p_fg_recolor > 0 and rng.random() < a.p_fg_recolor:
+            fg = recolor_regions(fg, rng)
         # background: photo (crop/flip/jitter/blur) or synthetic
         if rng.random() < a.p_synthetic_bg:
             bg = synthetic_background(ch, cw, rng)
