@@ -420,6 +420,45 @@ def test_sink_write_i420_matches_rgb_write(tmp_path):
         s.write(frames[0])
 
 
+def test_grey_frames_skip_the_rgb_round_trip(tmp_path, monkeypatch):
+    """An alpha matte (grey [H,W]) goes to a yuv420p encoder as I420 directly: luma as swscale
+    gives it from the grey RGB frame (to 1 level), flat chroma; the decoded video matches the RGB
+    route's; .mov and odd sizes keep the RGB route."""
+    import av
+
+    from vmatte.io import sinks as S
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (48, 64)).astype(np.uint8)
+    grey[0] = [0, 255] * 32  # both ends of the range
+    ref = av.VideoFrame.from_ndarray(np.repeat(grey[..., None], 3, 2), format="rgb24").reformat(
+        format="yuv420p", dst_colorspace=5, dst_color_range=1).to_ndarray()
+    planes = S.grey_to_i420(grey)
+    assert planes.shape == (72, 64) and np.array_equal(planes[48:], ref[48:])
+    assert np.abs(planes[:48].astype(int) - ref[:48].astype(int)).max() <= 1
+    assert planes[0, 0] == 16 and planes[0, 1] == 235  # limited range
+    calls = []
+    monkeypatch.setattr(S.VideoSink, "write_i420", lambda self, *a, _w=S.VideoSink.write_i420: calls.append(1) or _w(self, *a))
+    mattes = [np.clip(frame_pattern(i, 48, 64)[..., 1], 0, 255) for i in range(5)]
+    with S.VideoSink(tmp_path / "grey.mp4", rate=10) as s:
+        for m in mattes:
+            s.write(m)
+    assert len(calls) == 5
+    with S.VideoSink(tmp_path / "rgb.mp4", rate=10) as s:
+        for m in mattes:
+            s.write(np.repeat(m[..., None], 3, 2))
+    assert len(calls) == 5  # RGB frames take the RGB route
+    a, _, _ = read_video(tmp_path / "grey.mp4")
+    b, _, _ = read_video(tmp_path / "rgb.mp4")
+    assert len(a) == len(b) == 5
+    assert np.mean([np.abs(x[0].astype(int) - y[0].astype(int)).mean() for x, y in zip(a, b)]) < 1.5
+    with S.VideoSink(tmp_path / "g.mov", rate=10) as s:  # ProRes: 4:2:2 10-bit, the RGB route
+        s.write(mattes[0])
+    with S.VideoSink(tmp_path / "odd.mp4", rate=10) as s:  # odd size: padded on the RGB route
+        s.write(mattes[0][:47, :63])
+    assert len(calls) == 5
+
+
 def test_sink_hw_encode_falls_back_to_libx264(tmp_path, caplog):
     """hw_encode asks for NVENC first; without an NVIDIA GPU the sink falls back to libx264 and
     the file is complete."""
