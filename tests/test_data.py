@@ -237,9 +237,13 @@ def test_recolor_regions_changes_colours_in_parts_only(tmp_path):
     kw = dict(crop=32, length=4, seed=1)
     plain = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0), **kw)
     recol = D.CompositeDataset(fgs, make_backgrounds(tmp_path / "bg"), augment=D.AugmentConfig(p_noise=0, p_fg_recolor=1), **kw)
+    changed = 0
     for i in range(4):
         a, b = plain.sample(i), recol.sample(i)
         assert np.array_equal(a["alpha"], b["alpha"])
+        inside = a["alpha"] > 0.5
+        changed += np.abs(a["fg"][inside] - b["fg"][inside]).max() > 0.02  # the subject's colours moved
+    assert changed >= 3
 
 
 def test_augment_table_of_the_config(tmp_path):
@@ -253,6 +257,10 @@ def test_augment_table_of_the_config(tmp_path):
     cfg_file.write_text("[augment]\np_shady = 1\n")
     with pytest.raises(ValueError, match="p_shaded_distractor"):  # unknown keys list the valid ones
         load_config(cfg_file)
+    for bad in ("p_fg_recolor = 1.5", "max_distractors = 0"):
+        cfg_file.write_text(f"[augment]\n{bad}\n")
+        with pytest.raises(ValueError, match=r"\[augment\]"):
+            load_config(cfg_file)
 
 
 def test_distractors_leave_the_subject_and_labels_alone(tmp_path):

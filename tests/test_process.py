@@ -456,6 +456,9 @@ def test_grey_frames_skip_the_rgb_round_trip(tmp_path, monkeypatch):
         s.write(mattes[0])
     with S.VideoSink(tmp_path / "odd.mp4", rate=10) as s:  # odd size: padded on the RGB route
         s.write(mattes[0][:47, :63])
+        for wrong in (mattes[0][:47, :63].astype(np.int16) - 1, mattes[0] > 128):  # not bytes: an error, not a silent wrap
+            with pytest.raises(ValueError, match="uint8"):
+                s.write(wrong)
     assert len(calls) == 5
 
 

@@ -193,7 +193,7 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 
 
 def recolor_regions(img: np.ndarray, rng: np.random.Generator, regions: int = 2) -> np.ndarray:
     """Recolour a few smooth random regions of float32 RGB [H,W,3] (0..1), each with its own colour
-    jitter and a strong hue turn: new clothes, hair and skin tones for the same few hundred people,
+    jitter and a hue turn of up to 30-180 degrees: new clothes, hair and skin tones for the same few hundred people,
     whose looks the segmenter otherwise learns by heart (docs/quality.md)."""
     h, w = img.shape[:2]
     out = img

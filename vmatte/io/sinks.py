@@ -307,7 +307,7 @@ class VideoSink(_AtomicSink):
 
         if self._state != "open":
             raise RuntimeError("VideoSink.write outside its `with` block")
-        if img.ndim == 2 and self.takes_i420(img.shape[1], img.shape[0]):  # grey: no RGB round trip
+        if img.ndim == 2 and img.dtype == np.uint8 and self.takes_i420(img.shape[1], img.shape[0]):  # grey: no RGB round trip
             return self.write_i420(grey_to_i420(img), pts, time_base)
         img = _as_rgb_or_rgba(img)
         if self.alpha and img.shape[2] == 3:
