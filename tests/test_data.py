@@ -261,6 +261,8 @@ def test_augment_table_of_the_config(tmp_path):
         cfg_file.write_text(f"[augment]\n{bad}\n")
         with pytest.raises(ValueError, match=r"\[augment\]"):
             load_config(cfg_file)
+    with pytest.raises(ValueError, match="max_distractors"):  # checked by the dataclass, not only the TOML reader
+        D.AugmentConfig(max_distractors=0)
 
 
 def test_distractors_leave_the_subject_and_labels_alone(tmp_path):

@@ -662,6 +662,12 @@ class AugmentConfig:
     max_distractors: int = 3
     p_shaded_distractor: float = 0.0  # share of those objects lit and outlined like solid things
 
+    def __post_init__(self) -> None:
+        bad = [k for k, v in vars(self).items() if k.startswith("p_") and not 0 <= v <= 1]
+        if bad or self.max_distractors < 1:
+            raise ValueError(f"[augment]: probabilities must be in 0..1 (got {', '.join(bad) or 'none wrong'}) "
+                             f"and max_distractors >= 1 (got {self.max_distractors}); p_distractor = 0 turns objects off")
+
 
 class CompositeDataset(Dataset):
     """On-the-fly composites: one subject over a random background with augmentation.
