@@ -128,3 +128,38 @@ def test_cosine_run_ends_at_the_minimum_rate(tmp_path):
     # the last step ran at step 5 of 6: cos factor 0.05 + 0.95 * 0.5 * (1 + cos(5pi/6))
     want = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(5 * np.pi / 6)))
     assert t.opt_seg.param_groups[0]["lr"] == pytest.approx(want)
+
+
+def test_backbone_rate_multiplier_and_freezing(tmp_path):
+    """lr_seg_backbone scales the backbone's rate through the schedule; 0 freezes it (its weights
+    stay as they were) while the rest of the segmenter trains."""
+    from vmatte.training.train import set_lr
+
+    fg, bg = _make_data(tmp_path)
+
+    def run(mult, name):
+        cfg = load_config(None, name=name, out=str(tmp_path / "runs"), model="rt", stages=["segmenter"], seg_steps=3,
+                          batch=2, seg_crop=64, lr_seg=1e-3, lr_seg_backbone=mult, log_every=3, ckpt_every=3, seed=0,
+                          backbone_weights="none")
+        cfg.loss = cfg.loss.replace(perceptual=False)
+        cfg.data.fg, cfg.data.backgrounds, cfg.data.real_images, cfg.data.split, cfg.data.workers = [str(fg)], [str(bg)], None, None, 0
+        t = Trainer(cfg)
+        before = {k: v.clone() for k, v in t.model.segmenter.state_dict().items()}
+        t.run()
+        return t, before
+
+    t, _ = run(0.1, "m")
+    lrs = sorted(g["lr"] for g in t.opt_seg.param_groups)
+    assert lrs == pytest.approx([1e-4, 1e-3])
+    set_lr(t.opt_seg, 2e-3, 0.5)  # the schedule keeps each group's multiple
+    assert sorted(g["lr"] for g in t.opt_seg.param_groups) == pytest.approx([1e-4, 1e-3])
+
+    t, before = run(0.0, "f")
+    assert len(t.opt_seg.param_groups) == 1
+    after = t.model.segmenter.state_dict()
+    bb = [k for k in after if k.startswith("backbone.") and after[k].dtype.is_floating_point and "running" not in k]
+    head = [k for k in after if not k.startswith("backbone.") and "running" not in k and after[k].dtype.is_floating_point]
+    assert bb and all(torch.equal(before[k], after[k].cpu()) for k in bb)
+    assert any(not torch.equal(before[k], after[k].cpu()) for k in head)
+    with pytest.raises(ValueError, match="lr_seg_backbone"):
+        load_config(None, lr_seg_backbone=-1)

@@ -32,6 +32,9 @@ class TrainConfig:
     seg_crop: int = 256  # segmenter crops (its input is the low-resolution frame)
     seg_real_fraction: float = 0.5  # share of segmenter samples that are real photos with masks
     lr_seg: float = 1e-3
+    # The segmenter backbone's rate as a multiple of lr_seg: below 1 keeps an ImageNet backbone
+    # near its pretrained features while ASPP, decoder and head learn at lr_seg; 0 freezes it.
+    lr_seg_backbone: float = 1.0
     steps: int = 10000  # matting steps (generator + refiner, segmenter frozen)
     batch: int = 8
     crop: int = 320  # full-resolution crop, a multiple of 64
@@ -95,6 +98,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     cfg = _build(TrainConfig, {**raw, "loss": loss, "data": data, "augment": augment}, "train")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: expected constant or cosine")
+    if cfg.lr_seg_backbone < 0:
+        raise ValueError(f"lr_seg_backbone {cfg.lr_seg_backbone}: expected >= 0 (a multiple of lr_seg; 0 freezes the backbone)")
     if cfg.crop % 64:
         raise ValueError(f"crop {cfg.crop} must be a multiple of 64 (the refiner's cell size)")
     return cfg

@@ -127,8 +127,24 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, base: float, factor: float) -> None:
+    """Each group's rate: base x factor x the group's own "lr_mult" (1 when it has none)."""
     for group in opt.param_groups:
-        group["lr"] = base * factor
+        group["lr"] = base * factor * group.get("lr_mult", 1.0)
+
+
+def segmenter_param_groups(segmenter: torch.nn.Module, lr: float, backbone_mult: float) -> list[dict[str, Any]]:
+    """Adam groups for the segmenter: its backbone at lr x backbone_mult, the rest at lr. A
+    frozen backbone (mult 0) is left out of the optimiser; its BatchNorm statistics still move."""
+    backbone = getattr(segmenter, "backbone", None)
+    own = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    rest = [p for p in segmenter.parameters() if id(p) not in own]
+    groups = [{"params": rest, "lr": lr, "lr_mult": 1.0}]
+    if own and backbone_mult > 0:
+        groups.append({"params": list(backbone.parameters()), "lr": lr * backbone_mult, "lr_mult": backbone_mult})
+    elif own:
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+    return groups
 
 
 class Checkpointer:
@@ -239,7 +255,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.model = create_model(cfg.model).to(self.device)
         self.disc = MultiScaleDiscriminator(base=cfg.d_base).to(self.device)
-        self.opt_seg = torch.optim.Adam(self.model.segmenter.parameters(), lr=cfg.lr_seg)
+        self.opt_seg = torch.optim.Adam(segmenter_param_groups(self.model.segmenter, cfg.lr_seg, cfg.lr_seg_backbone), lr=cfg.lr_seg)
         gen_params = list(self.model.generator.parameters()) + list(self.model.refiner.parameters())
         self.opt_g = torch.optim.Adam(gen_params, lr=cfg.lr_g, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
