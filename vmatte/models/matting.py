@@ -78,6 +78,15 @@ def rt_plus(**overrides) -> MattingModel:
 
 
 @register_model
+def rt_mv3(**overrides) -> MattingModel:
+    """`rt` with a MobileNetV3-Large segmenter backbone (stride 16, 160 channels into ASPP) that
+    starts from Robust Video Matting's person-trained encoder rather than ImageNet alone: the
+    segmenter's error is generalising to new people (docs/quality.md), which RVM's encoder learnt
+    from far more people than the 283 here. Generator and refiner as `rt`."""
+    return _rt_family("rt_mv3", "mv3", overrides)
+
+
+@register_model
 def paper(**overrides) -> MattingModel:
     """Faithful to Yaman et al. 2022: DeepLabV3+ segmenter, wide encoders, 9 residual blocks,
     generator at 1280x768 (the paper's input size), refiner kept for inputs above that."""

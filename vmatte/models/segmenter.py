@@ -9,14 +9,16 @@ from torch import nn
 
 from .efficientnet_lite import LITE0_BLOCKS, EfficientNetLite0
 from .layers import ConvBNReLU, ResBlock, normalize_rgb
+from .mobilenetv3 import MobileNetV3Large
 
-BACKBONES = ("plain", "lite0", "lite0_full")
+BACKBONES = ("plain", "lite0", "lite0_full", "mv3")
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
     # "plain" (ResNet-style, widths/blocks below), "lite0" (EfficientNet-Lite0 up to stride 16,
-    # ImageNet-initialisable) or "lite0_full" (all 16 Lite0 blocks, the last stage atrous)
+    # ImageNet-initialisable), "lite0_full" (all 16 Lite0 blocks, the last stage atrous) or "mv3"
+    # (MobileNetV3-Large at stride 16, initialisable from Robust Video Matting's encoder)
     backbone: str = "plain"
     widths: tuple[int, int, int, int] = (16, 24, 48, 96)  # strides 2, 4, 8, 16
     blocks: tuple[int, int, int, int] = (1, 1, 2, 2)
@@ -81,6 +83,8 @@ class Segmenter(nn.Module):
             self.backbone = EfficientNetLite0()
         elif cfg.backbone == "lite0_full":
             self.backbone = EfficientNetLite0(len(LITE0_BLOCKS))
+        elif cfg.backbone == "mv3":
+            self.backbone = MobileNetV3Large()
         else:
             raise ValueError(f"unknown segmenter backbone {cfg.backbone!r}; valid: {', '.join(BACKBONES)}")
         self.aspp = ASPP(self.backbone.out_ch, cfg.aspp_ch, cfg.aspp_rates)
