@@ -82,7 +82,8 @@ def rt_mv3(**overrides) -> MattingModel:
     """`rt` with a MobileNetV3-Large segmenter backbone (stride 16, 160 channels into ASPP) that
     starts from Robust Video Matting's person-trained encoder rather than ImageNet alone: the
     segmenter's error is generalising to new people (docs/quality.md), which RVM's encoder learnt
-    from far more people than the 283 here. Generator and refiner as `rt`."""
+    from far more people than the 283 here. Generator and refiner as `rt`. No shipped weights: on
+    2 CPU cores it trained no better than `rt` (docs/quality.md)."""
     return _rt_family("rt_mv3", "mv3", overrides)
 
 
