@@ -149,6 +149,7 @@ def test_backbone_rate_multiplier_and_freezing(tmp_path):
         return t, before
 
     t, _ = run(0.1, "m")
+    assert [g["lr_mult"] for g in t.opt_seg.param_groups] == [1.0, 0.1]
     lrs = sorted(g["lr"] for g in t.opt_seg.param_groups)
     assert lrs == pytest.approx([1e-4, 1e-3])
     set_lr(t.opt_seg, 2e-3, 0.5)  # the schedule keeps each group's multiple
@@ -163,3 +164,28 @@ def test_backbone_rate_multiplier_and_freezing(tmp_path):
     assert any(not torch.equal(before[k], after[k].cpu()) for k in head)
     with pytest.raises(ValueError, match="lr_seg_backbone"):
         load_config(None, lr_seg_backbone=-1)
+
+
+def test_resume_across_backbone_rate_changes(tmp_path, caplog):
+    """A run resumed with another lr_seg_backbone: a changed group layout (frozen <-> not) restarts
+    Adam with a warning instead of crashing; a changed multiple takes effect (not the saved one)."""
+    fg, bg = _make_data(tmp_path)
+
+    def trainer(mult, steps):
+        cfg = load_config(None, name="r", out=str(tmp_path / "runs"), model="rt", stages=["segmenter"], seg_steps=steps,
+                          batch=2, seg_crop=64, lr_seg=1e-3, lr_seg_backbone=mult, log_every=2, ckpt_every=2, seed=0,
+                          backbone_weights="none")
+        cfg.loss = cfg.loss.replace(perceptual=False)
+        cfg.data.fg, cfg.data.backgrounds, cfg.data.real_images, cfg.data.split, cfg.data.workers = [str(fg)], [str(bg)], None, None, 0
+        return Trainer(cfg)
+
+    trainer(0.0, 2).run()  # frozen backbone: one parameter group
+    with caplog.at_level("WARNING"):
+        t = trainer(0.1, 4)
+    assert t.step == 2 and "optimiser state not restored" in caplog.text
+    t.run()
+    assert sorted(g["lr"] for g in t.opt_seg.param_groups) == pytest.approx([1e-4, 1e-3])
+    t = trainer(0.5, 6)  # same layout: Adam's state comes back, the new multiple applies
+    assert t.step == 4 and len(t.opt_seg.state) > 0
+    t.run()
+    assert sorted(g["lr"] for g in t.opt_seg.param_groups) == pytest.approx([5e-4, 1e-3])

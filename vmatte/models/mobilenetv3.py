@@ -118,14 +118,17 @@ def load_rvm_encoder(backbone: MobileNetV3Large, path: str | Path) -> None:
     own = convs_in_order(backbone)
     if len(convs) < len(own):
         raise ValueError(f"{path}: {len(convs)} convolutions, expected at least {len(own)} (RVM MobileNetV3 ONNX)")
+    pairs = []  # every shape checked before anything is copied: a wrong file leaves the backbone as it was
+    for i, (node, conv) in enumerate(zip(convs, own)):
+        if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+            raise ValueError(f"{path}: convolution {i} ({node.name}) has no constant weight and bias")
+        w = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy())
+        b = torch.from_numpy(numpy_helper.to_array(inits[node.input[2]]).copy())
+        if w.shape != conv.weight.shape or conv.bias is None or b.shape != conv.bias.shape:
+            raise ValueError(f"{path}: convolution {i} ({node.name}) is {tuple(w.shape)}, expected "
+                             f"{tuple(conv.weight.shape)}: not RVM's MobileNetV3 encoder")
+        pairs.append((conv, w, b))
     with torch.no_grad():
-        for i, (node, conv) in enumerate(zip(convs, own)):
-            if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
-                raise ValueError(f"{path}: convolution {i} ({node.name}) has no constant weight and bias")
-            w = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy())
-            b = torch.from_numpy(numpy_helper.to_array(inits[node.input[2]]).copy())
-            if w.shape != conv.weight.shape or conv.bias is None or b.shape != conv.bias.shape:
-                raise ValueError(f"{path}: convolution {i} ({node.name}) is {tuple(w.shape)}, expected "
-                                 f"{tuple(conv.weight.shape)}: not RVM's MobileNetV3 encoder")
+        for conv, w, b in pairs:
             conv.weight.copy_(w)
             conv.bias.copy_(b)
