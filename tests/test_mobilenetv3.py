@@ -60,14 +60,28 @@ def test_loads_the_encoder_convolutions_from_onnx(tmp_path):
 def test_a_different_network_is_refused(tmp_path):
     other = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(70)])
     path = _export(other, tmp_path / "other.onnx")
-    bb = MobileNetV3Large()
-    before = {k: v.clone() for k, v in bb.state_dict().items()}
     with pytest.raises(ValueError, match="not RVM's MobileNetV3 encoder"):
-        load_rvm_encoder(bb, path)
-    assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())  # nothing half-loaded
+        load_rvm_encoder(MobileNetV3Large(), path)
     small = _export(nn.Conv2d(3, 16, 3, 2, 1), tmp_path / "small.onnx")
     with pytest.raises(ValueError, match="expected at least 61"):
         load_rvm_encoder(MobileNetV3Large(), small)
+
+
+def test_a_late_mismatch_leaves_the_backbone_untouched(tmp_path):
+    """A file that is right up to a late convolution is refused before anything is copied."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(_export(_WithHead(_randomised(3)), tmp_path / "enc.onnx")))
+    inits = {i.name: i for i in m.graph.initializer}
+    late = inits[[n for n in m.graph.node if n.op_type == "Conv"][50].input[1]]
+    late.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(late)[:-1].copy(), late.name))  # one channel short
+    onnx.save(m, str(tmp_path / "bad.onnx"))
+    bb = MobileNetV3Large()
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    with pytest.raises(ValueError, match="convolution 50 .*not RVM's MobileNetV3 encoder"):
+        load_rvm_encoder(bb, tmp_path / "bad.onnx")
+    assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())  # nothing half-loaded
 
 
 def test_fresh_rt_mv3_run_keeps_the_encoder_and_takes_the_rest(tmp_path):
