@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .layers import run_blocks
+
 # (kernel, stride, expand ratio, in, out) of each of Lite0's 16 MBConv blocks.
 LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
     (3, 1, 1, 32, 16),
@@ -65,13 +67,7 @@ class EfficientNetLite0(nn.Module):
         self.low_ch = LITE0_BLOCKS[LOW_BLOCK][4]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.stem(x)
-        low = f
-        for i, block in enumerate(self.blocks):
-            f = block(f)
-            if i == LOW_BLOCK:
-                low = f
-        return low, f
+        return run_blocks(self.stem(x), self.blocks, LOW_BLOCK)
 
 
 _STEM = {"_conv_stem.weight": "stem.0.weight", "_bn0.": "stem.1."}

@@ -19,6 +19,17 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
+def run_blocks(f: torch.Tensor, blocks: nn.ModuleList, tap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backbone's blocks over stem features f -> (output of blocks[tap], the last output): the
+    low-level and high-level features DeepLabV3+ takes from one pass."""
+    low = f
+    for i, block in enumerate(blocks):
+        f = block(f)
+        if i == tap:
+            low = f
+    return low, f
+
+
 class ResBlock(nn.Module):
     """Two 3x3 convs with an identity shortcut (the paper's residual blocks)."""
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import run_blocks
+
 # (kernel, expanded channels, out, squeeze-excite, hard-swish, stride) of features[1..15]; in = previous out.
 MV3_BLOCKS: tuple[tuple[int, int, int, bool, bool, int], ...] = (
     (3, 16, 16, False, False, 1),
@@ -92,13 +94,7 @@ class MobileNetV3Large(nn.Module):
         self.register_buffer("in_shift", ((0.5 - mean) / std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.stem(x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype))
-        low = f
-        for i, block in enumerate(self.blocks):
-            f = block(f)
-            if i == LOW_BLOCK:
-                low = f
-        return low, f
+        return run_blocks(self.stem(x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype)), self.blocks, LOW_BLOCK)
 
 
 def convs_in_order(module: nn.Module) -> list[nn.Conv2d]:
