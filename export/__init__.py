@@ -16,7 +16,7 @@ from vmatte.errors import VmatteError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export", "export_formats", "ExportFormat", "FORMATS"]
+__all__ = ["export", "export_formats", "check_requirements", "ExportFormat", "FORMATS"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,36 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("torch-tensorrt", ".ep", True, True, ("torch", "torch_tensorrt"), "Torch-TensorRT ExportedPrograms (dynamo IR, FP16)"),
     )
 }
+
+
+# The vmatte extra that carries each requirement of a format (torch_tensorrt is in none).
+EXTRA_OF = {"torch": "torch", "onnx": "torch", "tensorrt": "trt"}
+
+
+def check_requirements(format: str) -> None:
+    """Raise a one-line VmatteError naming the install command when a package `format` needs is
+    missing (the light install, `pip install vmatte`, has no torch), before any work starts."""
+    from importlib.util import find_spec
+
+    fmt = FORMATS.get(format)
+    if fmt is None:
+        raise VmatteError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
+    missing = []
+    for mod in fmt.requirements:
+        try:
+            if find_spec(mod) is None:
+                missing.append(mod)
+        except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+            missing.append(mod)
+    if not missing:
+        return
+    extras = list(dict.fromkeys(EXTRA_OF[m] for m in missing if m in EXTRA_OF))
+    fixes = [f'pip install "vmatte[{",".join(extras)}]"' + (" (needs an NVIDIA GPU and driver)" if "trt" in extras else "")] if extras else []
+    if "torch_tensorrt" in missing:
+        fixes.append("pip install torch-tensorrt (the build matching your torch; needs an NVIDIA GPU)")
+    names = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+    raise VmatteError(f"export format {format!r} needs {names}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+                      + " and ".join(fixes))
 
 
 def export_formats() -> list[dict[str, object]]:
@@ -89,6 +119,11 @@ def export(
         raise VmatteError(f"unknown model {model!r}; valid models: {', '.join(list_models())}")
     if batch < 1:
         raise VmatteError(f"batch {batch} must be at least 1")
+    if fmt.gpu and sizes is not None:
+        from .tensorrt import parse_sizes
+
+        parse_sizes(sizes)  # a typo is reported before a missing package
+    check_requirements(format)
     wpath = _resolve_weights(model, weights)
     stem = wpath.stem if weights is not None else model
     from vmatte.weights import file_sha256

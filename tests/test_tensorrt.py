@@ -513,7 +513,7 @@ def test_ensure_engines_without_tensorrt(monkeypatch, random_weights):
     from vmatte.export.tensorrt import ensure_engines
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
-    with pytest.raises(VmatteError, match=r"TensorRT is not installed.*pip install tensorrt.*--backend torch-cuda/onnxruntime"):
+    with pytest.raises(VmatteError, match=r"TensorRT is not installed.*pip install \"vmatte\[trt\]\".*process and webcam run with --backend torch-cuda or onnxruntime"):
         ensure_engines("rt", random_weights)
 
 

