@@ -89,6 +89,7 @@ def test_weights_of_another_model_are_refused(tmp_path):
         Matter("rt", backend="torch", weights=p)
 
 
-def test_size_too_small(random_weights):
-    with pytest.raises(VmatteError, match="too small; use at least 64"):
-        Matter("rt", backend="torch", weights=random_weights, size=32)
+@pytest.mark.parametrize("size", [0, -5, 32, 63, 8193, 100000])
+def test_size_out_of_range(random_weights, size):
+    with pytest.raises(VmatteError, match=f"--size {size} is out of range; use 64 to 8192"):
+        Matter("rt", backend="torch", weights=random_weights, size=size)

@@ -19,6 +19,10 @@ from .weights import read_header, shipped_onnx_dir, shipped_weights
 
 log = logging.getLogger(__name__)
 
+# The generator's long side (--size): four segmenter strides at least; at most the largest frame
+# side vmatte takes (vmatte.process.MAX_SIDE), beyond which the generator already runs at full size.
+MIN_LONG_SIDE, MAX_LONG_SIDE = 4 * SEG_STRIDE, 8192
+
 def to_nchw(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H,W,3] -> float32 [1,3,H,W] in [0,1], into `out` when given. Reusing `out` avoids
     page faults on a fresh 12 MB array every 720p frame (several ms on a small CPU)."""
@@ -56,7 +60,7 @@ def check_frame(rgb: Any) -> np.ndarray:
 class Matter:
     """Load a model by name and matte RGB frames.
 
-    model: registered variant ("rt", "paper"); backend: "auto", "onnxruntime", "torch",
+    model: registered variant (list_models(); those in list_models(shipped=True) need no weights); backend: "auto", "onnxruntime", "torch",
     "torch-cuda" or "tensorrt"; size: generator long side in pixels (default: the model's);
     weights: a .safetensors file (default: the shipped one)."""
 
@@ -68,10 +72,16 @@ class Matter:
         self.model = model
         wpath = Path(weights) if weights is not None else shipped_weights(model)
         if weights is None and not wpath.is_file():
-            raise VmatteError(f"model {model!r} has no shipped weights; train it (python -m vmatte.training.train) and pass --weights PATH")
+            have = ", ".join(list_models(shipped=True)) or "none"
+            raise VmatteError(f"model {model!r} ships no weights (models that do: {have}); pick one of those, or train it "
+                              "(python -m vmatte.training.train) and pass its .safetensors file as weights=PATH "
+                              "(--weights in vmatte webcam, bench and export)")
         meta = read_header(wpath, model)
         self.card = json.loads(meta.get("card", "{}"))
         self.config = json.loads(meta["config"])
+        if size is not None and not (MIN_LONG_SIDE <= size <= MAX_LONG_SIDE):
+            raise VmatteError(f"--size {size} is out of range; use {MIN_LONG_SIDE} to {MAX_LONG_SIDE} "
+                              f"(the model's default is {self.config['gen_long_side']})")
         onnx_dir = shipped_onnx_dir(model) if weights is None else None
         if onnx_dir is not None and not (onnx_dir / "segmenter.onnx").is_file():
             onnx_dir = None
@@ -81,8 +91,6 @@ class Matter:
             onnx_dir = self._export_onnx_cache(wpath)
             self.source = ModelSource(model, wpath, onnx_dir)
         self.long_side = int(size or self.config["gen_long_side"])
-        if self.long_side < 4 * SEG_STRIDE:
-            raise VmatteError(f"--size {self.long_side} is too small; use at least {4 * SEG_STRIDE}")
         backend_options.setdefault("long_side", self.long_side)  # engines' shape profiles follow it
         self.backend = create_backend(name, self.source, **backend_options)
         # GPU backends share one execution context, stream and staging buffers: one frame at a time.

@@ -61,8 +61,8 @@ def make_renderer(output_kind: str, bg: Background) -> Callable[[np.ndarray, np.
         return bg.render
     if output_kind == "alpha":
         return lambda rgb, a, i: compose.alpha_to_uint8(a)
-    if output_kind == "foreground":
-        return lambda rgb, a, i: compose.estimate_foreground(rgb, a)
+    if output_kind == "foreground":  # premultiplied: the output has no alpha to hide F where alpha is 0
+        return lambda rgb, a, i: compose.premultiply(compose.estimate_foreground(rgb, a), a)
     return lambda rgb, a, i: compose.pack_rgba(compose.estimate_foreground(rgb, a), a)
 
 
@@ -171,8 +171,9 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
     input: a video file, an image, or a folder of images (then output is a folder).
     matter: a Matter, or a zero-argument factory called only once the input, output and
     background are known to be valid (so a typo fails at once, not after a model load).
-    output_kind: composite (over `background`), alpha (grey matte), foreground (estimated F),
-    rgba (F + alpha; needs .mov/.webm/.png/folder). progress(done, total_or_None) is called per frame.
+    output_kind: composite (over `background`), alpha (grey matte), foreground (estimated F
+    premultiplied by alpha, i.e. over black), rgba (straight F + alpha; needs .mov/.webm/.png/folder).
+    progress(done, total_or_None) is called per frame.
     Nothing is written unless the whole job succeeds; the input is never modified.
     """
     inp, out = Path(input), Path(output)

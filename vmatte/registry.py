@@ -18,9 +18,15 @@ def register_model(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def list_models() -> list[str]:
-    """Names of the model variants, sorted (no torch import needed)."""
-    return sorted(set(BUILTIN_MODELS) | set(_REGISTRY))
+def list_models(shipped: bool = False) -> list[str]:
+    """Names of the model variants, sorted (no torch import needed); with shipped=True only those
+    whose trained weights come with the package (the others need weights you train)."""
+    names = sorted(set(BUILTIN_MODELS) | set(_REGISTRY))
+    if shipped:
+        from .weights import shipped_weights
+
+        names = [n for n in names if shipped_weights(n).is_file()]
+    return names
 
 
 def get_model_factory(name: str) -> Callable[..., Any]:

@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                      "  vmatte process talk.mp4 -o talk_blur.mp4\n"
                                      "  vmatte process talk.mp4 -o talk_green.mp4 --background green\n"
                                      "  vmatte process talk.mp4 -o talk_alpha.mov --background transparent\n"
-                                     "  vmatte process photos/ -o cutouts/ --output rgba")
+                                     "  vmatte process photos/ -o cutouts/ --output-kind rgba")
     p.add_argument("input", help="video file, image, or folder of images")
     p.add_argument("-o", "--output", required=True,
                    help="output path: .mp4/.mkv (H.264), .mov (ProRes, alpha), .webm (VP9, alpha), "
@@ -29,11 +29,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "or transparent (default: blur)")
     p.add_argument("--output-kind", "--output-type", dest="output_kind", default="composite",
                    choices=["composite", "alpha", "foreground", "rgba"],
-                   help="what to write (default: composite)")
+                   help="what to write: composite (over --background), alpha (grey matte), foreground (the person "
+                        "over black), rgba (the person with alpha: .mov, .webm, .png or a folder) (default: composite)")
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
-    p.add_argument("--model", default="rt", help="model name (default: rt)")
-    p.add_argument("--size", type=int, default=None, help="low-resolution long side for the model")
+    p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights)")
+    p.add_argument("--size", type=int, default=None,
+                   help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 256 for rt)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
@@ -83,6 +85,7 @@ def run(args) -> int:
         if main:
             signal.signal(signal.SIGTERM, old_term)
     if not args.quiet:
-        print(f"vmatte: wrote {res.output}: {res.frames} frames in {res.seconds:.1f} s ({res.fps:.1f} fps)",
+        print(f"vmatte: wrote {res.output}: {res.frames} frame{'' if res.frames == 1 else 's'} in {res.seconds:.1f} s "
+              f"({res.fps:.1f} fps)",
               file=sys.stderr)
     return 0

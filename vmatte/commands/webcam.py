@@ -62,10 +62,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="pixel format sent to the virtual camera (default: auto)")
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
-    p.add_argument("--model", default="rt", help="model name (default: rt)")
+    p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights; others need --weights)")
     p.add_argument("--weights", default=None, help="weights .safetensors (default: the shipped ones)")
     p.add_argument("--size", type=int, default=None,
-                   help=f"low-resolution long side for the model (default: {LIVE_CPU_SIZE} on a CPU backend, "
+                   help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "
                         "where it keeps 720p inside the latency budget; the model's own on a GPU)")
     p.add_argument("--workers", default="auto",
                    help="frames matted at once: 1, 2, ... or auto (2 for onnxruntime on a CPU with 2+ cores, "
@@ -152,6 +152,7 @@ def run(args) -> int:
         print(f"vmatte: {w}x{h} from {'file ' + args.file if args.file else 'camera ' + str(args.camera)} -> {where} "
               f"({matter.backend_name}); Ctrl-C to stop", file=sys.stderr)
         stats = loop.run()
-    print(f"vmatte: {stats.frames_out} frames in {stats.seconds:.1f} s: {stats.line()}", file=sys.stderr)
+    n = stats.frames_out
+    print(f"vmatte: {n} frame{'' if n == 1 else 's'} in {stats.seconds:.1f} s: {stats.line()}", file=sys.stderr)
     log.debug("stats: %s", stats.as_dict())
     return 0

@@ -20,6 +20,7 @@ __all__ = [
     "blur_image",
     "blur_background",
     "estimate_foreground",
+    "premultiply",
     "pack_rgba",
     "cover_resize",
     "pad_to_even",
@@ -149,6 +150,12 @@ def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray, radius: int | None =
     # F = F_mean + a * (I - a*F_mean - (1-a)*B_mean), all in 0..255 float32.
     f = f_mean + a3 * (rgb.astype(np.float32) - a3 * f_mean - (1.0 - a3) * b_mean)
     return cv2.convertScaleAbs(f)
+
+
+def premultiply(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """fg*alpha (over black) -> uint8 [H,W,3]: a foreground that is right without its matte, where
+    the straight estimate's colours under alpha 0 (blocky local means) would show."""
+    return composite_color(fg, alpha, (0, 0, 0))
 
 
 def pack_rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
