@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import VmatteError
+from .ops.mask_metrics import MASK_METRICS, mask_metrics
 from .ops.metrics import all_metrics
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def find_pairs(root: str | Path, limit: int | None = None) -> list[tuple[str, Pa
     if not root.is_dir():
         raise EvalDataError(f"evaluation folder {root} does not exist; expected a folder with image/ and alpha/ subfolders")
     img_dir = _subdir(root, ("image", "images"))
-    alpha_dir = _subdir(root, ("alpha", "alphas"))
+    alpha_dir = _subdir(root, ("alpha", "alphas", "mask", "masks"))
     if img_dir is None or alpha_dir is None:
         raise EvalDataError(
             f"{root} lacks {'image/' if img_dir is None else 'alpha/'}; expected ROOT/image/* and ROOT/alpha/* "
@@ -119,11 +120,15 @@ def _as_alpha(pred, shape: tuple[int, int], name: str) -> np.ndarray:
 
 
 def evaluate_dir(root: str | Path, predict: Callable[[np.ndarray], np.ndarray], limit: int | None = None,
-                 progress: Callable[[Iterable], Iterator] | None = None) -> EvalResult:
+                 progress: Callable[[Iterable], Iterator] | None = None, masks: bool = False) -> EvalResult:
     """Run `predict(rgb HxWx3 uint8) -> HxW alpha` on every pair under root and score it.
 
+    masks=False: the labels are alpha mattes, scored with MSE, MAE, SAD, Grad, Conn.
+    masks=True: the labels are binary person masks (e.g. human-drawn), scored with IoU, boundary
+    IoU, false-positive and false-negative area (vmatte.ops.mask_metrics; predictions > 0.5).
     `progress` optionally wraps the pair list (e.g. tqdm) for a progress bar.
     """
+    score, keys = (mask_metrics, MASK_METRICS) if masks else (all_metrics, METRICS)
     pairs = find_pairs(root, limit)
     result = EvalResult()
     it = progress(pairs) if progress is not None else pairs
@@ -137,14 +142,20 @@ def evaluate_dir(root: str | Path, predict: Callable[[np.ndarray], np.ndarray], 
         pred = predict(rgb)
         result.predict_seconds += time.perf_counter() - t0
         pred = _as_alpha(pred, gt.shape, stem)
-        row = {"name": stem, **all_metrics(pred, gt)}
-        result.per_image.append(row)
-    result.mean = {k: float(np.mean([r[k] for r in result.per_image])) for k in METRICS}
+        result.per_image.append({"name": stem, **score(pred, gt)})
+    result.mean = {k: float(np.mean([r[k] for r in result.per_image])) for k in keys}
     return result
 
 
 def format_table(results: dict[str, EvalResult]) -> str:
-    """Markdown table of mean metrics: MSE and MAE x1e3, SAD and Grad and Conn in thousands (DIM units)."""
+    """Markdown table of mean metrics: MSE and MAE x1e3, SAD and Grad and Conn in thousands (DIM units);
+    for mask results IoU, boundary IoU, and false-positive / false-negative area in % of the image."""
+    if results and "iou" in next(iter(results.values())).mean:
+        lines = ["| method | images | IoU | boundary IoU | FP area % | FN area % |", "|---|---:|---:|---:|---:|---:|"]
+        for name, r in results.items():
+            m = r.mean
+            lines.append(f"| {name} | {r.count} | {m['iou']:.4f} | {m['biou']:.4f} | {m['fp'] * 100:.2f} | {m['fn'] * 100:.2f} |")
+        return "\n".join(lines)
     lines = [
         "| method | images | MSE (x1e3) | MAE (x1e3) | SAD | Grad | Conn |",
         "|---|---:|---:|---:|---:|---:|---:|",

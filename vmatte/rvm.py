@@ -39,7 +39,10 @@ class RVMMatter:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for bad files
+            raise VmatteError(f"{path} is not a readable ONNX model ({type(e).__name__}); expected rvm_mobilenetv3_fp32.onnx") from None
         names = {i.name: i for i in self.session.get_inputs()}
         needed = {"src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio"}
         if not needed <= set(names):

@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import math
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ def gauss_gradient(img: np.ndarray, sigma: float = 1.4) -> tuple[np.ndarray, np.
     """(gx, gy) of an [H, W] image: true convolution with replicated borders (imfilter 'conv','replicate')."""
     hx, hy = gauss_gradient_kernels(sigma)
     img = np.asarray(img, dtype=np.float64)
-    gx = ndimage.convolve(img, hx, mode="nearest")
-    gy = ndimage.convolve(img, hy, mode="nearest")
+    # filter2D correlates: a convolution is a correlation with the kernel flipped both ways
+    gx = cv2.filter2D(img, cv2.CV_64F, np.ascontiguousarray(hx[::-1, ::-1]), borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.filter2D(img, cv2.CV_64F, np.ascontiguousarray(hy[::-1, ::-1]), borderType=cv2.BORDER_REPLICATE)
     return gx, gy
 
 
@@ -123,15 +124,13 @@ def grad_error(pred: np.ndarray, gt: np.ndarray, sigma: float = 1.4, minmax: boo
     return float(np.sum((amp_p - amp_g) ** 2) / 1000.0)
 
 
-_FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
-
-
 def _largest_component(binary: np.ndarray) -> np.ndarray:
     """Largest 4-connected component of a boolean [H, W] map (all False if none).
 
     Ties go to the component met first in column-major order, as MATLAB's bwconncomp + max do.
     """
-    labels, n = ndimage.label(binary, structure=_FOUR_CONNECTED)
+    n, labels = cv2.connectedComponents(binary.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    n -= 1  # label 0 is the background
     if n == 0:
         return np.zeros_like(binary, dtype=bool)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]  # [n]
