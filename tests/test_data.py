@@ -15,6 +15,7 @@ import torch
 from training import data as D
 from training import devset as S
 from training import foreground as F
+from training import realdata as R
 from vmatte.errors import VmatteError
 
 DATA = Path(os.environ.get("VMATTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -323,9 +324,9 @@ def test_real_mask_dataset_synthetic(tmp_path):
     for stem in ("1", "2", "3"):
         write_rgb(tmp_path / "im" / f"{stem}.jpg", (rng.random((50, 40, 3)) * 255).astype(np.uint8))
         write_gray(tmp_path / "gt" / f"{stem}.png", (soft_disc(25, 20, 12, 10, 6) > 0.5).astype(np.uint8) * 255)
-    samples = D.real_mask_samples(tmp_path / "im", tmp_path / "gt", prefix="hs290_", exclude=["hs290_2"])
+    samples = R.real_mask_samples(tmp_path / "im", tmp_path / "gt", prefix="hs290_", exclude=["hs290_2"])
     assert [s["name"] for s in samples] == ["hs290_1", "hs290_3"]
-    ds = D.RealMaskDataset(samples, crop=32)
+    ds = R.RealMaskDataset(samples, crop=32)
     s = ds[0]
     assert s["image"].shape == (3, 32, 32) and s["mask"].shape == (1, 32, 32)
     assert set(torch.unique(s["mask"]).tolist()) <= {0.0, 1.0}
@@ -480,9 +481,9 @@ def test_real_shared_data():
     bgd = DATA / "backgrounds"
     if not (hs / "Training_Images").is_dir() or not bgd.is_dir():
         pytest.skip(f"shared data not found at {DATA} (set VMATTE_DATA)")
-    samples = D.real_mask_samples(hs / "Training_Images", hs / "Ground_Truth", prefix="hs290_")
+    samples = R.real_mask_samples(hs / "Training_Images", hs / "Ground_Truth", prefix="hs290_")
     assert len(samples) >= 250
-    ds = D.RealMaskDataset(samples[:4], crop=64)
+    ds = R.RealMaskDataset(samples[:4], crop=64)
     s = ds[0]
     assert s["image"].shape == (3, 64, 64) and 0 < float(s["mask"].mean()) < 1
     # a layer built from a real photo composites exactly over a real background

