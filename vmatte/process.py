@@ -165,7 +165,7 @@ def matte_workers() -> int:
 def process(input: str | Path, output: str | Path, *, matter: MatterLike | Callable[[], MatterLike] | None = None,
             background: str | Background | None = "blur", output_kind: str = "composite",
             overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
-            queue_size: int = 4) -> ProcessResult:
+            queue_size: int = 4, threads: int | None = None) -> ProcessResult:
     """Matte every frame of `input` and write `output` (format from its extension).
 
     input: a video file, an image, or a folder of images (then output is a folder).
@@ -174,6 +174,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
     output_kind: composite (over `background`), alpha (grey matte), foreground (estimated F
     premultiplied by alpha, i.e. over black), rgba (straight F + alpha; needs .mov/.webm/.png/folder).
     progress(done, total_or_None) is called per frame.
+    threads: frames matted at once on the host route (default matte_workers(); a batch running
+    several files side by side gives each a share of the cores).
     Nothing is written unless the whole job succeeds; the input is never modified.
     """
     inp, out = Path(input), Path(output)
@@ -242,7 +244,7 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                               layer=default_layer(program.device.type)).run(
                         _gpu_frames(src, in_fmt), lambda i, img, fr: write((fr, img)))
                 else:
-                    Pipeline(iter(src), [Stage(matte, matte_workers(), "matte"), Stage(composite, 1, "composite")],
+                    Pipeline(iter(src), [Stage(matte, threads or matte_workers(), "matte"), Stage(composite, 1, "composite")],
                              write, queue_size=queue_size).run()
                 _check_complete(inp, src, done[0])
                 if done[0] == 0:
