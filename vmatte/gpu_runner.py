@@ -265,6 +265,9 @@ class MattingProgram:
     background: "blur", an (r, g, b) colour, an RGB uint8 image (cover-resized to each frame size),
     or None (keep the frame: useful with out_format "rgba" or "alpha").
     in_format: rgb24 [H,W,3] | yuv420p / nv12 [H*3/2,W]; out_format: rgb24 | rgba | yuv420p | alpha.
+    alpha_in: each frame brings its own matte and the model is skipped (the GPU route's second pass
+    after the host's temporal filter): rgb24 frames are then [H,W,4] (matte last), planar ones
+    [H*5/2,W] (the matte's rows after the planes), the matte uint8.
     A call takes one frame, or a batch with a leading dimension [N,...] (one graph per batch size:
     batching amortises the fixed per-call cost of hundreds of small kernels).
     With a CUDA backend that has graphs, the whole program (conversion, model, compositing) is one
@@ -272,7 +275,7 @@ class MattingProgram:
 
     def __init__(self, backend, long_side: int = 256, background: Any = "blur", in_format: str = "rgb24",
                  out_format: str = "rgb24", blur_sigma: float = 16.0, graphs: bool | None = None,
-                 compile: bool = False):
+                 compile: bool = False, alpha_in: bool = False):
         if in_format not in IN_FORMATS:
             raise ValueError(f"in_format {in_format!r} is not supported; use one of {IN_FORMATS}")
         if out_format not in OUT_FORMATS:
@@ -283,6 +286,7 @@ class MattingProgram:
         self.backend = backend
         self.long_side = int(long_side)
         self.in_format, self.out_format = in_format, out_format
+        self.alpha_in = bool(alpha_in)
         self.blur_sigma = blur_sigma
         self.dtype = backend.dtype
         self.device = torch.device(backend._device())
@@ -316,7 +320,7 @@ class MattingProgram:
         """(H, W) of a frame from the shape of its input buffer (one frame or a batch)."""
         if self.in_format == "rgb24":
             return int(in_shape[-3]), int(in_shape[-2])
-        return int(in_shape[-2]) * 2 // 3, int(in_shape[-1])
+        return int(in_shape[-2]) * 2 // (5 if self.alpha_in else 3), int(in_shape[-1])
 
     def out_shape(self, in_shape: Sequence[int]) -> tuple[int, ...]:
         """Output shape for an input shape (a batch keeps its leading dimension)."""
@@ -337,15 +341,21 @@ class MattingProgram:
         """The whole program on a uint8 batch `frames` [N,...]; returns uint8 [N, *out_shape]."""
         torch = self.torch
         H, W = self.frame_shape(frames.shape)
+        if self.alpha_in:  # the matte rides along: [N,H,W,4] or [N,H*5/2,W]
+            a8 = frames[..., 3] if self.in_format == "rgb24" else frames[:, H * 3 // 2:]  # [N,H,W]
+            frames = frames[..., :3] if self.in_format == "rgb24" else frames[:, :H * 3 // 2]
         if self.in_format == "rgb24":
             x = hwc_to_nchw(frames, self.dtype)  # [N,3,H,W]
         else:
             x = yuv420_to_rgb(frames, H, W, nv12=self.in_format == "nv12", dtype=self.dtype, matrix=yuv_matrix(W, H))
-        full, low = prepare_torch(x, self.long_side)
-        if self.channels_last:
-            full = full.contiguous(memory_format=torch.channels_last)
-            low = low.contiguous(memory_format=torch.channels_last)
-        alpha = self.backend._chain(full, low)[:, :, :H, :W]  # [N,1,H,W]
+        if self.alpha_in:
+            alpha = a8[:, None].to(x.dtype).mul_(1.0 / 255.0)  # [N,1,H,W]
+        else:
+            full, low = prepare_torch(x, self.long_side)
+            if self.channels_last:
+                full = full.contiguous(memory_format=torch.channels_last)
+                low = low.contiguous(memory_format=torch.channels_last)
+            alpha = self.backend._chain(full, low)[:, :, :H, :W]  # [N,1,H,W]
         if self.out_format == "alpha":
             return alpha[:, 0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
         if self.background == "blur":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -15,7 +16,8 @@ from .errors import VmatteError
 from .io import sinks as _sinks
 from .io.sources import open_source, source_kind
 from .ops import compose
-from .runner import Pipeline, Stage
+from .ops.temporal import DEFAULT as TEMPORAL, TemporalFilter, TemporalParams, guide, guide_i420, smooth_stream
+from .runner import Pipeline, Stage, ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +96,14 @@ def gpu_batch(backend) -> int:
     return max(1, min(GPU_BATCH, int(getattr(backend, "max_batch", GPU_BATCH))))
 
 
-def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb24", out_format: str = "rgb24"):
+def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb24", out_format: str = "rgb24",
+                alpha_in: bool = False):
     """The whole-frame device program (vmatte.gpu_runner.MattingProgram: model, compositing and
     conversions on the GPU, CUDA graphs) for this job, or None when the job takes the host path:
     a matter whose backend does not run on the GPU with a device-tensor chain (onnxruntime, CPU torch), an
     output kind other than composite/alpha, or a background the program does not draw (a video,
-    transparent). in_format / out_format: rgb24, or yuv420p for I420 planes (composite only)."""
+    transparent). in_format / out_format: rgb24, or yuv420p for I420 planes (composite only).
+    alpha_in: the frames bring their matte (MattingProgram's second pass, composite only)."""
     from .backgrounds import BlurBackground, ColorBackground, ImageBackground
 
     be = getattr(matter, "backend", None)
@@ -119,7 +123,7 @@ def gpu_program(matter, output_kind: str, bg: Background, in_format: str = "rgb2
     from .gpu_runner import MattingProgram
 
     kw.setdefault("out_format", out_format)
-    return MattingProgram(be, matter.long_side, in_format=in_format, **kw)
+    return MattingProgram(be, matter.long_side, in_format=in_format, alpha_in=alpha_in, **kw)
 
 
 def _host_i420(rgb: np.ndarray) -> np.ndarray:
@@ -156,6 +160,57 @@ def _check_size(h: int, w: int) -> None:
                           "resize the input first")
 
 
+def temporal_params(temporal: bool | TemporalParams) -> TemporalParams | None:
+    """process()'s `temporal` argument -> the filter's parameters, or None for off."""
+    if isinstance(temporal, TemporalParams):
+        return temporal
+    if isinstance(temporal, bool):
+        return TEMPORAL if temporal else None
+    raise VmatteError(f"temporal={temporal!r} is not understood; use True, False or a TemporalParams")
+
+
+def _gpu_temporal(first, second, frames, write, params: TemporalParams, batch: int) -> None:
+    """The GPU route with the temporal filter. `first` (a MattingProgram, out_format alpha) mattes
+    batches on the device; its sink, in frame order, feeds the host's TemporalFilter; each frame
+    it completes goes through `second` (the same job with alpha_in: compositing and conversions on
+    the device, one frame a call) to write((frame, image)), or is written as the matte itself
+    when `second` is None (--output-kind alpha). frames: _gpu_frames()'s items."""
+    import torch
+
+    from .gpu_runner import GpuRunner, default_layer, yuv_matrix
+
+    filt = TemporalFilter(params)
+
+    def with_guides():  # runs in the runner's decode thread, beside the decoder
+        for item in frames:
+            arr, fr = item if isinstance(item, tuple) else (item.rgb, item)
+            if arr.ndim == 3:
+                g = guide(arr, params.work_side)
+            else:
+                h, w = arr.shape[0] * 2 // 3, arr.shape[1]
+                g = guide_i420(arr, params.work_side, yuv_matrix(w, h))
+            yield arr, (arr, fr, g)  # the runner hands this `meta` to the sink
+
+    def finish(done) -> None:
+        for (arr, fr), a in done:
+            a8 = compose.alpha_to_uint8(a)  # [H,W]
+            if second is None:
+                write((fr, a8))
+                continue
+            packed = np.dstack([arr, a8]) if arr.ndim == 3 else np.concatenate([arr, a8])  # [H,W,4] / [H*5/2,W]
+            with torch.inference_mode():
+                out = second(torch.from_numpy(packed).to(second.device))
+            write((fr, out.cpu().numpy()))
+
+    def on_alpha(i: int, a8: np.ndarray, meta) -> None:  # a8: uint8 [H,W], a buffer the runner reuses
+        arr, fr, g = meta
+        finish(filt.push((arr, fr), g, a8.astype(np.float32) * np.float32(1 / 255)))
+
+    GpuRunner(first, slots=4, batch=batch, decode_queue=2 * batch, layer=default_layer(first.device.type)).run(
+        with_guides(), on_alpha)
+    finish(filt.flush())
+
+
 def matte_workers() -> int:
     """Frames matted in parallel: the CPU backends run one intra-op thread per call, so one
     worker per core (at most 4) keeps the cores busy while decode/encode run in their threads."""
@@ -165,7 +220,8 @@ def matte_workers() -> int:
 def process(input: str | Path, output: str | Path, *, matter: MatterLike | Callable[[], MatterLike] | None = None,
             background: str | Background | None = "blur", output_kind: str = "composite",
             overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
-            queue_size: int = 4, threads: int | None = None) -> ProcessResult:
+            queue_size: int = 4, threads: int | None = None,
+            temporal: bool | TemporalParams = True) -> ProcessResult:
     """Matte every frame of `input` and write `output` (format from its extension).
 
     input: a video file, an image, or a folder of images (then output is a folder).
@@ -176,6 +232,9 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
     progress(done, total_or_None) is called per frame.
     threads: frames matted at once on the host route (default matte_workers(); a batch running
     several files side by side gives each a share of the cores).
+    temporal: steady the matte of a video over neighbouring frames (vmatte.ops.temporal; True =
+    its defaults, or a TemporalParams; False = each frame on its own), whatever the output kind;
+    images and folders of images are always matted one by one.
     Nothing is written unless the whole job succeeds; the input is never modified.
     """
     inp, out = Path(input), Path(output)
@@ -183,6 +242,7 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
         raise VmatteError(f"input not found: {inp}; check the path")
     _sinks.check_output(out, overwrite, input=inp)
     bg = parse_background(background)
+    tparams = temporal_params(temporal)
     try:
         ikind, alpha = _check_kinds(inp, out, output_kind, bg)
         render = make_renderer(output_kind, bg)
@@ -195,6 +255,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
         t0 = time.perf_counter()
         with open_source(inp) as src:
             total = src.frames or None
+            if ikind != "video":
+                tparams = None
             sink = _sinks.open_sink(out, alpha=alpha, rate=src.rate, time_base=src.time_base,
                                     audio_from=inp if (ikind == "video" and src.has_audio) else None,
                                     overwrite=overwrite)
@@ -229,12 +291,24 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
             out_fmt = ("yuv420p" if output_kind == "composite" and even and hasattr(sink, "takes_i420")
                        and sink.takes_i420(src.width, src.height) else "rgb24")
             program = gpu_program(matter, output_kind, bg, in_fmt, out_fmt)
-            if program is not None and program.out_format == "yuv420p":
+            second = None
+            if program is not None and tparams is not None:  # matte on the device, filter here, then composite there
+                if output_kind == "composite":
+                    second = gpu_program(matter, output_kind, bg, in_fmt, out_fmt, alpha_in=True)
+                program = gpu_program(matter, "alpha", bg, in_fmt, "alpha")
+            if (second or program) is not None and (second or program).out_format == "yuv420p":
                 emit = sink.write_i420
             if program is not None and hasattr(sink, "hw_encode"):
                 sink.hw_encode = True  # the GPU's own encoder (NVENC) when it has one; libx264 otherwise
             with sink:
-                if program is not None:  # decode thread -> GPU (batches, streams) -> encode here
+                if program is not None and tparams is not None:
+                    batch = gpu_batch(program.backend)
+                    log.info("GPU route with the temporal filter: mattes on the device (%d frames a call), "
+                             "filtered here, %s there (%s in, %s out)", batch,
+                             "composited" if second is not None else "written", in_fmt,
+                             (second or program).out_format)
+                    _gpu_temporal(program, second, _gpu_frames(src, in_fmt), write, tparams, batch)
+                elif program is not None:  # decode thread -> GPU (batches, streams) -> encode here
                     from .gpu_runner import GpuRunner, default_layer
 
                     batch = gpu_batch(program.backend)
@@ -243,6 +317,21 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
                     GpuRunner(program, slots=4, batch=batch, decode_queue=2 * batch,
                               layer=default_layer(program.device.type)).run(
                         _gpu_frames(src, in_fmt), lambda i, img, fr: write((fr, img)))
+                elif tparams is not None:  # mattes in order -> temporal filter -> composite -> encode
+                    side, workers = tparams.work_side, threads or matte_workers()
+
+                    def matte_guide(fr):
+                        fr, a = matte(fr)
+                        return fr, guide(fr.rgb, side), a
+
+                    mattes = ordered_map(matte_guide, iter(src), workers, workers + queue_size)
+                    steady = smooth_stream(mattes, tparams)
+                    try:
+                        Pipeline(steady, [Stage(composite, 1, "composite")], write, queue_size=queue_size).run()
+                    finally:
+                        for gen in (steady, mattes):
+                            with suppress(ValueError):  # still running in a source thread that did not stop
+                                gen.close()
                 else:
                     Pipeline(iter(src), [Stage(matte, threads or matte_workers(), "matte"), Stage(composite, 1, "composite")],
                              write, queue_size=queue_size).run()

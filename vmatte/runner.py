@@ -12,8 +12,10 @@ import heapq
 import logging
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +163,22 @@ def run_pipeline(source: Iterable, stages: Sequence[Stage | Callable], sink: Cal
                  *, queue_size: int = 4) -> int:
     """Convenience wrapper: Pipeline(...).run()."""
     return Pipeline(source, stages, sink, queue_size=queue_size).run()
+
+
+def ordered_map(fn: Callable[[Any], Any], items: Iterable, workers: int, ahead: int) -> Iterator:
+    """fn over items on `workers` threads, yielding results in input order, with at most `ahead`
+    items submitted and not yet taken (memory stays bounded). Items are read in the consumer's
+    thread; an error in fn is raised there at its item. Every wait is on one call of fn, so a
+    consumer that stops (a Pipeline's source thread) notices soon; closing the generator cancels
+    the calls not started and waits for those running."""
+    ex = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ordered-map")
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= max(1, ahead):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)

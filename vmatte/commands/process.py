@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights)")
     p.add_argument("--size", type=int, default=None,
                    help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 256 for rt)")
+    p.add_argument("--temporal", default="on", choices=["on", "off"],
+                   help="steady the matte of a video over the frames around each one, so still edges do not "
+                        "shimmer; off mattes every frame on its own (default: on)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
@@ -73,7 +76,8 @@ def run(args) -> int:
     old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         res = process(args.input, args.output, matter=make_matter, background=args.background,
-                      output_kind=args.output_kind, overwrite=args.overwrite, progress=progress)
+                      output_kind=args.output_kind, overwrite=args.overwrite, progress=progress,
+                      temporal=args.temporal == "on")
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
