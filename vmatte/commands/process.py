@@ -8,6 +8,7 @@ import sys
 import threading
 
 from ..errors import VmatteError
+from . import _batch
 
 HELP = "replace, blur or remove the background of a video file, image or folder of images"
 
@@ -19,11 +20,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                      "  vmatte process talk.mp4 -o talk_blur.mp4\n"
                                      "  vmatte process talk.mp4 -o talk_green.mp4 --background green\n"
                                      "  vmatte process talk.mp4 -o talk_alpha.mov --background transparent\n"
-                                     "  vmatte process photos/ -o cutouts/ --output-kind rgba")
-    p.add_argument("input", help="video file, image, or folder of images")
-    p.add_argument("-o", "--output", required=True,
+                                     "  vmatte process photos/ -o cutouts/ --output-kind rgba\n"
+                                     "  vmatte process clips/ 'more/*.mov' -o blurred/ --report report.json\n"
+                                     "  vmatte process --manifest jobs.txt --resume --ray auto\n"
+                                     "a batch exits 1 when any file failed (the others are finished)")
+    p.add_argument("input", nargs="*", help="video file, image, or folder of images; several, a glob or a folder "
+                                            "of videos make a batch")
+    p.add_argument("-o", "--output",
                    help="output path: .mp4/.mkv (H.264), .mov (ProRes, alpha), .webm (VP9, alpha), "
-                        ".png/.jpg, or a folder (PNG sequence)")
+                        ".png/.jpg, or a folder (PNG sequence); for a batch, the folder the outputs go into")
     p.add_argument("-b", "--background", default="blur",
                    help="blur, blur:SIGMA, a colour (green, #00ff00, 0,255,0), an image or video file, "
                         "or transparent (default: blur)")
@@ -41,12 +46,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "shimmer; off mattes every frame on its own (default: on)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    _batch.add_arguments(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     from ..process import process
+
+    if _batch.wanted(args):
+        return _batch.run(args)
+    if not args.input or not args.output:
+        raise VmatteError("give an input and -o/--output, e.g. vmatte process talk.mp4 -o talk_blur.mp4")
+    args.input = args.input[0]
 
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="vmatte: %(message)s")

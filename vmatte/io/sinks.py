@@ -90,6 +90,13 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where the sink for `path` writes until it is complete: a batch removes it after a worker
+    died mid-file (a killed process cleans nothing up itself)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.partial") if sink_kind(p) == "folder" else _partial(p)
+
+
 # grey 0..255 -> limited-range luma 16..235: the Y of (g, g, g) in every YCbCr matrix (its
 # coefficients sum to 1), so a grey frame is I420 with this Y and flat 128 chroma.
 _GREY_TO_Y = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
@@ -441,7 +448,7 @@ class FolderSink(_AtomicSink):
 
     def __init__(self, path: str | Path, overwrite: bool = False):
         super().__init__(path, overwrite)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.tmp = partial_path(self.path)
 
     def __enter__(self):
         super().__enter__()
