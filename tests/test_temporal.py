@@ -375,3 +375,31 @@ def test_program_with_alpha_in_composites_the_given_matte():
     packed = torch.from_numpy(np.concatenate([planes, a8]))
     assert prog.out_shape(packed.shape) == (H, W, 4)
     np.testing.assert_array_equal(prog(packed).numpy()[..., 3], a8)
+
+
+# -- the live smoother (causal) ---------------------------------------------------------------------
+def test_live_smoother_steadies_still_frames_and_follows_motion():
+    from vmatte.live import MatteSmoother
+
+    frames, true, pred = clip()
+    sm = MatteSmoother()  # the webcam's defaults
+    out = np.stack([sm(f, a).copy() for f, a in zip(frames, pred)])
+    assert flicker_x1e3(frames[:12], out[:12]) < 0.4 * flicker_x1e3(frames[:12], pred[:12])
+    err = lambda al: np.mean([np.abs(al[t] - true[t]).mean() for t in range(13, 24)])  # noqa: E731
+    assert err(out) < 1.06 * err(pred)  # causal: a little lag on the moving edge, bounded
+    plain = MatteSmoother(sm.smoothing, motion_adaptive=False)
+    assert err(np.stack([plain(f, a).copy() for f, a in zip(frames, pred)])) > 3 * err(pred)
+
+
+def test_live_smoother_follows_a_slow_fade_that_a_plain_ema_lags():
+    """Colour and matte change a little each frame (a slow fade): each step is far below the
+    motion gate, but the smoother compares the frame with the colour its running matte stands
+    for, so the change adds up and the gate opens; a plain EMA lags several frames behind."""
+    from vmatte.live import MatteSmoother
+
+    def last_error(sm):
+        for i in range(30):
+            out = sm(np.full((H, W, 3), 60 + 4 * i, np.uint8), np.full((H, W), i / 29, np.float32))
+        return float(np.abs(out - 1.0).mean())
+
+    assert last_error(MatteSmoother()) < 0.03 and last_error(MatteSmoother(0.8, motion_adaptive=False)) > 0.1

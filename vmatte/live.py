@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .errors import VmatteError
+from .ops.temporal import guide
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ __all__ = ["LatestSlot", "MatteSmoother", "LiveLoop", "LiveStats", "ema", "motio
            "blur_backdrop", "over",
            "DEFAULT_KEY_BACKGROUNDS"]
 
-MOTION_WORK_SIDE = 160  # long side (px) at which frame differences are computed
+MOTION_WORK_SIDE = 160  # long side (px) at which motion_map() computes frame differences
+SMOOTH_WORK_SIDE = 320  # about the long side (px) of the smoother's colour guide (vmatte.ops.temporal.guide)
 # Preview actions -> --background specs (the "image" entry is filled in by the caller).
 DEFAULT_KEY_BACKGROUNDS: dict[str, str | None] = {"blur": "blur", "color": "green", "image": None,
                                                   "none": "transparent"}
@@ -129,17 +131,20 @@ def motion_map(prev_rgb: np.ndarray, rgb: np.ndarray, size: tuple[int, int] | No
 
 
 class MatteSmoother:
-    """Temporal EMA of the alpha matte against frame-to-frame flicker.
+    """Temporal EMA of the alpha matte against frame-to-frame flicker (live: causal, no look-ahead).
 
-    smoothing in [0,1]: 0 = off (output = current matte), 0.5 = half of the previous matte kept each
-    frame, towards 1 = steadier but laggier edges. With motion_adaptive, the weight falls to 0 where
-    the frame changes by `motion_scale` (grey level in 0..1) or more, so moving edges do not trail.
-    The per-pixel weight is computed at MOTION_WORK_SIDE px and upsampled once (the motion map is
-    smooth anyway); the previous frame's small grey image is kept, so each frame is shrunk once.
-    The state resets when the frame size changes.
+    smoothing in [0,1]: 0 = off (output = current matte), 0.8 = 80% of the running matte kept each
+    frame, towards 1 = steadier but laggier edges. With motion_adaptive, the weight at a pixel is
+    smoothing * (1 - d / motion_scale)^2 (0 past motion_scale), d being the largest change of R, G,
+    B (0..1) between the frame and the colour the running matte was made from: a running colour,
+    averaged with the same weights as the matte. Comparing with that rather than with the previous
+    frame alone also catches slow motion, which would otherwise pile up lag a little each frame.
+    Weights are computed on small colour guides (about SMOOTH_WORK_SIDE px, the file filter's
+    vmatte.ops.temporal.guide) and upsampled once. The state resets when the frame size changes.
+    Defaults tuned on real clips: benchmarks/flicker.py, docs/benchmarks.md.
     """
 
-    def __init__(self, smoothing: float = 0.5, motion_adaptive: bool = True, motion_scale: float = 0.06):
+    def __init__(self, smoothing: float = 0.8, motion_adaptive: bool = True, motion_scale: float = 0.05):
         self.smoothing = smoothing
         self.motion_adaptive = motion_adaptive
         self.motion_scale = float(motion_scale)
@@ -153,12 +158,12 @@ class MatteSmoother:
     def smoothing(self, value: float) -> None:
         v = float(value)
         if not 0.0 <= v <= 1.0:
-            raise VmatteError(f"smoothing {v} is out of range; use a value in 0..1 (0 = off, 0.5 = default)")
+            raise VmatteError(f"smoothing {v} is out of range; use a value in 0..1 (0 = off, 0.8 = default)")
         self._s = min(v, 0.98)  # 1.0 would freeze the matte forever
 
     def reset(self) -> None:
         self._prev_alpha: np.ndarray | None = None
-        self._prev_grey: np.ndarray | None = None
+        self._colour: np.ndarray | None = None  # running colour guide float32 [h,w,3], 0..255
         self._wbuf: np.ndarray | None = None
         self._bufs: list[np.ndarray] = []
         self._prev_shape: tuple[int, ...] | None = None
@@ -172,16 +177,20 @@ class MatteSmoother:
         """
         H, W = size or rgb.shape[:2]
         s = self._s
-        grey = _grey_small(rgb) if self.motion_adaptive else None
-        prev_grey = self._prev_grey
+        g = guide(rgb, SMOOTH_WORK_SIDE).astype(np.float32) if self.motion_adaptive else None  # [h,w,3]
+        colour, self._colour = self._colour, g
         same = self._prev_shape == rgb.shape
-        self._prev_grey, self._prev_shape = grey, rgb.shape
+        self._prev_shape = rgb.shape
         if not same or s <= 0.0:
             return None
-        if grey is None or prev_grey is None:
+        if g is None or colour is None:
             return s
-        m = _motion_small(prev_grey, grey)  # [h,w] 0..1 at low resolution
-        w_small = np.clip(1.0 - m * np.float32(1.0 / self.motion_scale), 0.0, 1.0) * np.float32(s)
+        r, gr, b = cv2.split(cv2.absdiff(g, colour))
+        d = cv2.max(cv2.max(r, gr), b)  # [h,w] largest change of R, G, B (0..255)
+        w_small = np.clip(1.0 - d * np.float32(1.0 / (255.0 * self.motion_scale)), 0.0, 1.0)
+        np.multiply(w_small, w_small, out=w_small)
+        w_small *= np.float32(s)
+        self._colour = colour + (g - colour) * (1.0 - w_small)[..., None]  # the colour the new matte stands for
         buf = self._wbuf if self._wbuf is not None and self._wbuf.shape == (H, W) else None
         self._wbuf = cv2.resize(w_small, (W, H), dst=buf, interpolation=cv2.INTER_LINEAR)  # [H,W], reused
         return self._wbuf
@@ -329,7 +338,7 @@ class LiveLoop:
     """
 
     def __init__(self, source: LiveSource, matte: Callable[[np.ndarray], np.ndarray], sinks: Iterable[LiveSink] = (),
-                 *, background: Any = "blur", smoothing: float = 0.5, motion_adaptive: bool = True,
+                 *, background: Any = "blur", smoothing: float = 0.8, motion_adaptive: bool = True,
                  fps_cap: float | None = None, max_latency: float = 0.5, max_seconds: float | None = None,
                  max_frames: int | None = None, stats_every: float = 5.0,
                  key_backgrounds: dict[str, Any] | None = None, keep_latencies: int = 100_000, workers: int = 1):

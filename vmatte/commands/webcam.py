@@ -49,8 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "or transparent (default: blur)")
     p.add_argument("--background-image", default=None, help="image for the preview's 'i' key")
     p.add_argument("--color", default="green", help="colour for the preview's 'c' key (default: green)")
-    p.add_argument("--smoothing", type=float, default=0.5,
-                   help="temporal smoothing of the matte 0..1: more = less flicker, more lag (default: 0.5)")
+    p.add_argument("--smoothing", type=float, default=0.8,
+                   help="temporal smoothing of the matte 0..1: more = less flicker, more lag where the picture "
+                        "moves slowly (default: 0.8)")
     p.add_argument("--no-motion-adaptive", action="store_true",
                    help="smooth everywhere, also where the picture moves")
     p.add_argument("--preview", action="store_true", help="show a preview window (needs opencv-python with GUI)")
@@ -101,7 +102,7 @@ def run(args) -> int:
     from ..live import LiveLoop
 
     if not 0.0 <= args.smoothing <= 1.0:
-        raise VmatteError(f"--smoothing {args.smoothing} is out of range; use 0..1 (default 0.5)")
+        raise VmatteError(f"--smoothing {args.smoothing} is out of range; use 0..1 (default 0.8)")
     if args.width <= 0 or args.height <= 0 or args.fps <= 0:
         raise VmatteError(f"--width/--height/--fps must be positive, got {args.width}x{args.height}@{args.fps}")
     if args.no_vcam and not args.preview and not args.record:
