@@ -24,7 +24,8 @@ __all__ = ["TemporalParams", "DEFAULT", "cell_size", "grid", "guide", "guide_i42
            "neighbour_weight", "filter_window", "TemporalFilter", "smooth_stream", "changed_mask", "flicker"]
 
 
-FLAT = 2e-3  # alpha below FLAT (or above 1-FLAT) in every frame of a window: nothing to filter there
+FLAT = 0.5 / 255  # alpha below FLAT (or above 1-FLAT) in every frame of a window: nothing to filter there
+STRIP, GAP = 64, 32  # px: filter_window works in strips of STRIP rows, on runs of cells GAP apart
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,19 @@ def grid(h: int, w: int, k: int) -> tuple[int, int]:
     return -(-h // k), -(-w // k)
 
 
+def _shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Area-downscale to (w, h): halvings (a 2x2 mean each, much cheaper than one INTER_AREA
+    resize of a big frame), then INTER_AREA for what is left."""
+    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
 def guide(rgb: np.ndarray, side: int = DEFAULT.work_side) -> np.ndarray:
     """The frame as the filter compares it: shrunk to grid() by area and lightly blurred (sensor
     and compression noise would otherwise read as motion) -> uint8 [h,w,3]."""
     h, w = grid(*rgb.shape[:2], cell_size(*rgb.shape[:2], side))
-    return cv2.GaussianBlur(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), (3, 3), 0.8)
+    return cv2.GaussianBlur(_shrink(rgb, w, h), (3, 3), 0.8)
 
 
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
@@ -75,7 +84,7 @@ def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = 
     h, w = grid(H, W, cell_size(H, W, side))
     u = planes[H:H + H // 4].reshape(H // 2, W // 2)
     v = planes[H + H // 4:].reshape(H // 2, W // 2)
-    y, u, v = (cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) for p in (planes[:H], u, v))
+    y, u, v = (_shrink(p, w, h).astype(np.float32) for p in (planes[:H], u, v))
     kr, kb = _KR_KB[matrix]
     kg = 1.0 - kr - kb
     y = (y - 16.0) * np.float32(255 / 219)
@@ -86,25 +95,21 @@ def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = 
 
 
 def cell_state(alpha: np.ndarray, k: int, scratch: np.ndarray | None = None) -> np.ndarray:
-    """Per k x k cell of a matte float32 [H,W]: 0 where every pixel is below FLAT, 2 where every
-    pixel is above 1-FLAT, 1 otherwise -> uint8 grid(H, W, k). scratch: an optional uint8
-    [2, rows*k, cols*k] buffer (fresh full-size arrays cost page faults)."""
+    """Per k x k cell of a matte float32 [H,W]: 0 where every pixel rounds to 0 in 8 bits (below
+    FLAT), 2 where every pixel rounds to 255, 1 otherwise -> uint8 grid(H, W, k). scratch: an
+    optional uint8 [rows*k, cols*k] buffer (fresh full-size arrays cost page faults)."""
     H, W = alpha.shape
     h, w = grid(H, W, k)
-    if scratch is None or scratch.shape != (2, h * k, w * k):
-        scratch = np.empty((2, h * k, w * k), np.uint8)
-    some, full = scratch[0], scratch[1]
-    cv2.compare(alpha, FLAT, cv2.CMP_GE, dst=some[:H, :W])  # 255 where alpha >= FLAT
-    cv2.compare(alpha, 1.0 - FLAT, cv2.CMP_GT, dst=full[:H, :W])  # 255 where alpha > 1 - FLAT
-    for m in (some, full):  # cells sticking out: repeat the last row / column
-        m[H:, :W] = m[H - 1:H, :W]
-        m[:, W:] = m[:, W - 1:W]
-    # Area means of 0/255 with k <= 16: a single 255 in a cell rounds to >= 1, a single 0 below 255.
-    some_mean = cv2.resize(some, (w, h), interpolation=cv2.INTER_AREA)
-    full_mean = cv2.resize(full, (w, h), interpolation=cv2.INTER_AREA)
+    if scratch is None or scratch.shape != (h * k, w * k):
+        scratch = np.empty((h * k, w * k), np.uint8)
+    q = scratch
+    cv2.convertScaleAbs(alpha, dst=q[:H, :W], alpha=255.0)  # the matte in 8 bits
+    q[H:, :W] = q[H - 1:H, :W]  # cells sticking out: repeat the last row / column
+    q[:, W:] = q[:, W - 1:W]
+    box = np.ones((k, k), np.uint8)  # max / min over [x, x+k): sampled every k pixels, per cell
     state = np.ones((h, w), np.uint8)
-    state[some_mean == 0] = 0
-    state[full_mean == 255] = 2
+    state[cv2.dilate(q, box, anchor=(0, 0))[::k, ::k] == 0] = 0
+    state[cv2.erode(q, box, anchor=(0, 0))[::k, ::k] == 255] = 2
     return state
 
 
@@ -136,8 +141,9 @@ def neighbour_weight(g: np.ndarray, g_centre: np.ndarray, tolerance: float = DEF
 
 def _runs(cols: np.ndarray, gap: int) -> list[tuple[int, int]]:
     """[start, end) runs of sorted column indices, joining runs less than `gap` apart."""
-    cuts = np.flatnonzero(np.diff(cols) > gap)
-    return list(zip(cols[np.r_[0, cuts + 1]].tolist(), (cols[np.r_[cuts, cols.size - 1]] + 1).tolist()))
+    c = cols.tolist()
+    cuts = np.flatnonzero(np.diff(cols) > gap).tolist()
+    return [(c[i], c[j] + 1) for i, j in zip([0] + [x + 1 for x in cuts], cuts + [len(c) - 1])]
 
 
 def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], states: Sequence[np.ndarray],
@@ -169,7 +175,7 @@ def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], st
     st = np.stack([states[s] for s in idx])  # [n,h,w]
     active = ~((st == 0).all(0) | (st == 2).all(0))  # [h,w]
     h, w = active.shape
-    strip, gap = -(-96 // k), -(-48 // k)  # cells: strips of about 96 frame rows, runs 48 columns apart
+    strip, gap = -(-STRIP // k), -(-GAP // k)  # in cells
     for r0 in range(0, h, strip):
         r1 = min(h, r0 + strip)
         cols = np.flatnonzero(active[r0:r1].any(0))
@@ -181,10 +187,7 @@ def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], st
             dst = out[y0:y1, x0:x1]
             crop = (slice(y0 - R0 * k, y1 - R0 * k), slice(x0 - C0 * k, x1 - C0 * k))
             for j, (s, ws) in enumerate(zip(idx, weights)):
-                tile = ws[R0:R1, C0:C1]
-                if j and float(tile.max()) < 1e-4:  # this neighbour moved all over the tile
-                    continue
-                up = cv2.resize(tile, ((C1 - C0) * k, (R1 - R0) * k), interpolation=cv2.INTER_LINEAR)[crop]
+                up = cv2.resize(ws[R0:R1, C0:C1], ((C1 - C0) * k, (R1 - R0) * k), interpolation=cv2.INTER_LINEAR)[crop]
                 a = alphas[s][y0:y1, x0:x1]
                 if j == 0:
                     cv2.multiply(a, up, dst=dst)
@@ -219,8 +222,8 @@ class TemporalFilter:
         buf = self._buf
         if buf and (buf[-1][2].shape != a.shape or scene_cut(buf[-1][1], guide_, self.params.cut)):
             self._shot += 1
-        if self._scratch is None or self._scratch.shape != (2, h * k, w * k):
-            self._scratch = np.empty((2, h * k, w * k), np.uint8)
+        if self._scratch is None or self._scratch.shape != (h * k, w * k):
+            self._scratch = np.empty((h * k, w * k), np.uint8)
         buf.append((payload, guide_, a, cell_state(a, k, self._scratch), self._shot))
         done = []
         while self._next < len(buf) and (len(buf) - 1 - self._next >= self.params.radius
