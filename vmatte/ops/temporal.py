@@ -32,7 +32,7 @@ STRIP, GAP = 64, 32  # px: filter_window works in strips of STRIP rows, on runs 
 class TemporalParams:
     """radius: frames on each side (the look-ahead; 2r+1 frames are held). tolerance: colour change
     (0..255, largest of R, G, B, on the guide) at which a neighbour's weight reaches 0. work_side:
-    the guide's long side in pixels (about; a guide pixel covers a whole number of frame pixels).
+    the guide's long side at most, in pixels (a guide pixel covers k x k frame pixels, k whole).
     cut: mean colour change between consecutive guides (0..255) that starts a new shot."""
 
     radius: int = 4
@@ -50,8 +50,9 @@ DEFAULT = TemporalParams()
 
 
 def cell_size(h: int, w: int, side: int = DEFAULT.work_side) -> int:
-    """Frame pixels per guide pixel (a side) for an h x w frame: about max(h, w) / side, 1..16."""
-    return min(16, max(1, round(max(h, w) / side)))
+    """Frame pixels per guide pixel (a side) for an h x w frame, so that the guide's long side is
+    at most `side` (up to 16 pixels a cell)."""
+    return min(16, max(1, -(-max(h, w) // side)))
 
 
 def grid(h: int, w: int, k: int) -> tuple[int, int]:
