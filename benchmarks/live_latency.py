@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="live run length per model")
     p.add_argument("--flicker-frames", type=int, default=40, help="frames for the flicker measurement")
     p.add_argument("--threshold", type=float, default=0.02, help="static pixel: grey change below this (0..1)")
-    p.add_argument("--smoothing", type=float, default=0.5)
+    p.add_argument("--smoothing", type=float, default=0.8)
     p.add_argument("--model", default="rt")
     p.add_argument("--weights", default=None)
     p.add_argument("--random-init", action="store_true", help="time an untrained model when no weights exist")
