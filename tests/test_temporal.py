@@ -403,3 +403,41 @@ def test_live_smoother_follows_a_slow_fade_that_a_plain_ema_lags():
         return float(np.abs(out - 1.0).mean())
 
     assert last_error(MatteSmoother()) < 0.03 and last_error(MatteSmoother(0.8, motion_adaptive=False)) > 0.1
+
+
+def test_ordered_map_keeps_order_bounds_work_and_raises():
+    """The host route's matting stage with the filter: results in input order, at most `ahead`
+    items submitted ahead of the consumer, the first error raised at its item."""
+    import threading
+    import time
+
+    from vmatte.runner import ordered_map
+
+    read, lock = [], threading.Lock()
+
+    def items():
+        for i in range(40):
+            with lock:
+                read.append(i)
+            yield i
+
+    def slow(i):
+        time.sleep(0.002 * (i % 3))  # finish out of order
+        return i * i
+
+    got = []
+    for j, x in enumerate(ordered_map(slow, items(), 3, 5)):
+        got.append(x)
+        assert len(read) <= j + 5  # never more than `ahead` read beyond what was taken
+    assert got == [i * i for i in range(40)]
+
+    def bad(i):
+        if i == 7:
+            raise ValueError("frame 7")
+        return i
+
+    out = []
+    with pytest.raises(ValueError, match="frame 7"):
+        for x in ordered_map(bad, range(20), 2, 4):
+            out.append(x)
+    assert out == list(range(7))

@@ -49,6 +49,17 @@ class TemporalParams:
 DEFAULT = TemporalParams()
 
 
+def _buffer(scratch: dict | None, key: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """An array kept in `scratch` (a dict the caller holds) while its shape holds, else a new one:
+    arrays past glibc's mmap threshold (128 kB) cost page faults each time they are made afresh."""
+    buf = None if scratch is None else scratch.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+        if scratch is not None:
+            scratch[key] = buf
+    return buf
+
+
 def cell_size(h: int, w: int, side: int = DEFAULT.work_side) -> int:
     """Frame pixels per guide pixel (a side) for an h x w frame, so that the guide's long side is
     at most `side` (up to 16 pixels a cell)."""
@@ -95,22 +106,20 @@ def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = 
     return cv2.GaussianBlur(cv2.convertScaleAbs(rgb), (3, 3), 0.8)
 
 
-def cell_state(alpha: np.ndarray, k: int, scratch: np.ndarray | None = None) -> np.ndarray:
+def cell_state(alpha: np.ndarray, k: int, scratch: dict | None = None) -> np.ndarray:
     """Per k x k cell of a matte float32 [H,W]: 0 where every pixel rounds to 0 in 8 bits (below
-    FLAT), 2 where every pixel rounds to 255, 1 otherwise -> uint8 grid(H, W, k). scratch: an
-    optional uint8 [rows*k, cols*k] buffer (fresh full-size arrays cost page faults)."""
+    FLAT), 2 where every pixel rounds to 255, 1 otherwise -> uint8 grid(H, W, k). scratch: a dict
+    for buffers kept between calls."""
     H, W = alpha.shape
     h, w = grid(H, W, k)
-    if scratch is None or scratch.shape != (h * k, w * k):
-        scratch = np.empty((h * k, w * k), np.uint8)
-    q = scratch
+    q, m = (_buffer(scratch, key, (h * k, w * k), np.uint8) for key in ("q", "m"))
     cv2.convertScaleAbs(alpha, dst=q[:H, :W], alpha=255.0)  # the matte in 8 bits
     q[H:, :W] = q[H - 1:H, :W]  # cells sticking out: repeat the last row / column
     q[:, W:] = q[:, W - 1:W]
     box = np.ones((k, k), np.uint8)  # max / min over [x, x+k): sampled every k pixels, per cell
     state = np.ones((h, w), np.uint8)
-    state[cv2.dilate(q, box, anchor=(0, 0))[::k, ::k] == 0] = 0
-    state[cv2.erode(q, box, anchor=(0, 0))[::k, ::k] == 255] = 2
+    state[cv2.dilate(q, box, dst=m, anchor=(0, 0))[::k, ::k] == 0] = 0
+    state[cv2.erode(q, box, dst=m, anchor=(0, 0))[::k, ::k] == 255] = 2
     return state
 
 
@@ -134,10 +143,11 @@ def scene_cut(prev: np.ndarray, cur: np.ndarray, threshold: float = DEFAULT.cut)
     return float(cv2.mean(_max_change(prev, cur))[0]) > threshold
 
 
-def neighbour_weight(g: np.ndarray, g_centre: np.ndarray, tolerance: float = DEFAULT.tolerance) -> np.ndarray:
+def neighbour_weight(g: np.ndarray, g_centre: np.ndarray, tolerance: float = DEFAULT.tolerance,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """Weight of a neighbour's matte per guide pixel: (1 - d/tolerance)^2 clipped at 0, with d the
-    largest colour change of R, G, B -> float32 [h,w] in 0..1."""
-    return cv2.LUT(_max_change(g, g_centre), _ramp(float(tolerance)))
+    largest colour change of R, G, B -> float32 [h,w] in 0..1 (into `out` when given)."""
+    return cv2.LUT(_max_change(g, g_centre), _ramp(float(tolerance)), dst=out)
 
 
 def _runs(cols: np.ndarray, gap: int) -> list[tuple[int, int]]:
@@ -148,7 +158,8 @@ def _runs(cols: np.ndarray, gap: int) -> list[tuple[int, int]]:
 
 
 def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], states: Sequence[np.ndarray],
-                  centre: int, k: int, tolerance: float = DEFAULT.tolerance) -> np.ndarray:
+                  centre: int, k: int, tolerance: float = DEFAULT.tolerance, scratch: dict | None = None
+                  ) -> np.ndarray:
     """The filtered matte of frame `centre` from its window (one shot, any length): mattes float32
     [H,W], guides [h,w,3] and cell_state()s [h,w] of k x k cells -> a new float32 [H,W].
 
@@ -156,26 +167,32 @@ def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], st
     weights normalised per cell and upsampled bilinearly. Only cells where some frame of the window
     is not flat (cell_state 1, or 0 in one frame and 2 in another) are computed at full size, in
     strips of cells; the rest keep the centre's matte (off by less than FLAT from the full sum).
+    scratch: a dict for buffers kept between calls (the filter's own; the result is always new).
     """
     alphas = [np.asarray(a, np.float32) for a in alphas]
     a_t = alphas[centre]
     H, W = a_t.shape
     g_t = guides[centre]
-    idx, weights = [centre], [np.ones(g_t.shape[:2], np.float32)]  # [h,w] each
+    h, w = g_t.shape[:2]
+    ws = _buffer(scratch, f"weights{len(alphas)}", (len(alphas), h, w))  # [n,h,w]: the centre's first
+    ws[0] = 1.0
+    idx = [centre]
     for s, g in enumerate(guides):
-        if s != centre:
-            w = neighbour_weight(g, g_t, tolerance)
-            if float(w.max()) > 1e-3:  # a neighbour that moved everywhere (a pan) costs nothing more
-                idx.append(s)
-                weights.append(w)
+        if s != centre and float(neighbour_weight(g, g_t, tolerance, ws[len(idx)]).max()) > 1e-3:
+            idx.append(s)  # (a neighbour that moved everywhere, a pan, costs nothing more)
     out = a_t.copy()
-    if len(idx) == 1:
+    n = len(idx)
+    if n == 1:
         return out
-    inv = 1.0 / sum(weights)
-    weights = [w * inv for w in weights]
-    st = np.stack([states[s] for s in idx])  # [n,h,w]
-    active = ~((st == 0).all(0) | (st == 2).all(0))  # [h,w]
-    h, w = active.shape
+    ws = ws[:n]
+    norm = _buffer(scratch, "norm", (h, w))
+    np.divide(1.0, np.sum(ws, axis=0, out=norm), out=norm)
+    np.multiply(ws, norm, out=ws)  # normalised per cell
+    all0, all2 = states[centre] == 0, states[centre] == 2
+    for s in idx[1:]:
+        all0 &= states[s] == 0
+        all2 &= states[s] == 2
+    active = ~(all0 | all2)  # [h,w]
     strip, gap = -(-STRIP // k), -(-GAP // k)  # in cells
     for r0 in range(0, h, strip):
         r1 = min(h, r0 + strip)
@@ -187,8 +204,9 @@ def filter_window(alphas: Sequence[np.ndarray], guides: Sequence[np.ndarray], st
             y0, y1, x0, x1 = r0 * k, min(H, r1 * k), c0 * k, min(W, c1 * k)
             dst = out[y0:y1, x0:x1]
             crop = (slice(y0 - R0 * k, y1 - R0 * k), slice(x0 - C0 * k, x1 - C0 * k))
-            for j, (s, ws) in enumerate(zip(idx, weights)):
-                up = cv2.resize(ws[R0:R1, C0:C1], ((C1 - C0) * k, (R1 - R0) * k), interpolation=cv2.INTER_LINEAR)[crop]
+            size = ((C1 - C0) * k, (R1 - R0) * k)
+            for j, s in enumerate(idx):
+                up = cv2.resize(ws[j, R0:R1, C0:C1], size, interpolation=cv2.INTER_LINEAR)[crop]
                 a = alphas[s][y0:y1, x0:x1]
                 if j == 0:
                     cv2.multiply(a, up, dst=dst)
@@ -209,7 +227,7 @@ class TemporalFilter:
         self._buf: deque[tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]] = deque()
         self._next = 0  # index in _buf of the next frame to give out
         self._shot = 0
-        self._scratch: np.ndarray | None = None  # cell_state's buffer, kept while the size holds
+        self._scratch: dict = {}  # buffers of cell_state and filter_window, kept while sizes hold
 
     def push(self, payload: Any, guide_: np.ndarray, alpha: np.ndarray) -> list[tuple[Any, np.ndarray]]:
         """Add the next frame: guide(rgb, params.work_side) [h,w,3] and its matte [H,W]. Returns
@@ -223,8 +241,6 @@ class TemporalFilter:
         buf = self._buf
         if buf and (buf[-1][2].shape != a.shape or scene_cut(buf[-1][1], guide_, self.params.cut)):
             self._shot += 1
-        if self._scratch is None or self._scratch.shape != (h * k, w * k):
-            self._scratch = np.empty((h * k, w * k), np.uint8)
         buf.append((payload, guide_, a, cell_state(a, k, self._scratch), self._shot))
         done = []
         while self._next < len(buf) and (len(buf) - 1 - self._next >= self.params.radius
@@ -246,7 +262,8 @@ class TemporalFilter:
         win = [j for j in range(lo, hi) if buf[j][4] == shot]  # the window, cut at shot boundaries
         payload, a = buf[i][0], buf[i][2]
         out = filter_window([buf[j][2] for j in win], [buf[j][1] for j in win], [buf[j][3] for j in win],
-                            win.index(i), cell_size(*a.shape, self.params.work_side), self.params.tolerance)
+                            win.index(i), cell_size(*a.shape, self.params.work_side), self.params.tolerance,
+                            self._scratch)
         self._next += 1
         while self._next > r:  # the oldest frame is in no window any more
             buf.popleft()
