@@ -198,9 +198,9 @@ def test_inputs_globs_folders_and_output_names(tmp_path):
 
 
 def test_cpu_plan():
-    assert cpu_plan(2, 10) == (2, 1)
+    assert cpu_plan(2, 10) == (1, 2) and cpu_plan(16, 10) == (8, 2) and cpu_plan(3, 10) == (1, 3)
     assert cpu_plan(16, 3) == (3, 5)  # no more workers than files; the cores shared among them
-    assert cpu_plan(8, 10, threads=2) == (4, 2)
+    assert cpu_plan(8, 10, threads=1) == (8, 1)
     assert cpu_plan(8, 10, workers=3) == (3, 2)
     assert cpu_plan(1, 10) == (1, 1)
 
@@ -218,6 +218,29 @@ def test_devices_one_worker_per_gpu(tmp_path):
     with pytest.raises(VmatteError, match="one worker per GPU"):
         run_batch(jobs_into_folder(expand_inputs([str(src)]), tmp_path / "o2"), matter=EllipseMatter,
                   devices=["0", "1"], workers=3)
+
+
+def test_gpu_backends_default_to_one_worker_per_visible_gpu(monkeypatch):
+    """Without --devices or --workers, a GPU backend gets one worker per visible GPU (not one per
+    core, all on GPU 0); CPU backends and machines without NVIDIA devices keep the CPU plan."""
+    import vmatte.backends as B
+    import vmatte.workers as W
+    from vmatte.batch import MatterSpec
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(B, "resolve_backend", lambda name: "torch-cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(W.glob, "glob", lambda pattern: [])  # no /dev/nvidia*
+    assert W.default_devices(MatterSpec(backend="onnxruntime")) is None and W.default_devices(EllipseMatter) is None
+    assert W.default_devices(MatterSpec(backend="auto")) is None
+    assert W.default_devices(MatterSpec(backend="torch-cuda")) == ["0", "1"]
+    monkeypatch.setattr(W.glob, "glob", lambda pattern: ["/dev/nvidia0", "/dev/nvidia1"])
+    assert W.default_devices(MatterSpec(backend="auto")) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert W.default_devices(MatterSpec(backend="tensorrt")) == ["3", "5"]
+    monkeypatch.setattr(B, "resolve_backend", lambda name: "onnxruntime")  # auto found no GPU backend
+    assert W.default_devices(MatterSpec(backend="auto")) is None
 
 
 def test_task_resources_ask_for_gpus_only_for_gpu_backends():

@@ -37,7 +37,7 @@ def test_one_corrupt_input_cli(cluster, tmp_path, capsys):
     from vmatte.cli import main
 
     src, out, report = clips(tmp_path / "in", 3), tmp_path / "out", tmp_path / "r.json"
-    assert main(["process", str(src), "-o", str(out), "--ray", "auto", "--report", str(report), "-q"]) == 1
+    assert main(["process", str(src), "-o", str(out), "--ray", "auto", "--threads", "1", "--report", str(report), "-q"]) == 1
     err = capsys.readouterr().err
     assert "3 done, 0 skipped, 1 failed" in err and "bad.mp4: cannot open" in err and "Traceback" not in err
     check_outputs(out, ["c0.mp4", "c1.mp4", "c2.mp4"])
@@ -75,7 +75,7 @@ def test_resume_after_an_interrupted_batch(cluster, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(BatchInterrupted) as ei:
-        run_batch(jobs, matter=Slow(0.05), ray="auto", progress=stop_after_first)
+        run_batch(jobs, matter=Slow(0.05), ray="auto", threads=1, progress=stop_after_first)
     rep = ei.value.report
     assert rep.interrupted and rep.counts()["done"] >= 1 and rep.counts()["pending"] >= 1 and not partials(out)
     # Every file reported done is there; a file that finished in the instant of the stop may be

@@ -135,14 +135,18 @@ def _failure(ray, e: Exception, attempts: int) -> str:
     return f"the Ray worker died mid-file, {attempts} time{'s' if attempts != 1 else ''} ({type(e).__name__})"
 
 
-def run_on_ray(todo: list[tuple[int, Job]], *, address: str, matter: Callable[[], object], threads: int,
+def run_on_ray(todo: list[tuple[int, Job]], *, address: str, matter: Callable[[], object], threads: int | None,
                gpus_per_task: float | None, retries: int, opts: dict,
                on_frames: Callable[[int, int, int | None], None], on_result: Callable[[int, JobResult], None]) -> str:
     """Run (index, job) pairs as Ray tasks; report through on_frames / on_result. Returns a
-    description of the cluster used (for the report)."""
+    description of the cluster used (for the report). threads None: 2 CPUs a file (as the local
+    default, vmatte.batch.cpu_plan), or what the largest node has if less."""
     ray = import_ray()
     started = _connect(ray, address)
     try:
+        if threads is None:
+            most = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+            threads = max(1, min(2, int(most)))
         res = task_resources(getattr(matter, "backend", "auto"), threads, ray.cluster_resources(), gpus_per_task)
         _check_fits(ray, res)
         tracker = ray.remote(num_cpus=0)(_Tracker).remote()

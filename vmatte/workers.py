@@ -8,6 +8,7 @@ starts a fresh worker and retries the file. Spawned, not forked: the parent may 
 """
 from __future__ import annotations
 
+import glob
 import logging
 import multiprocessing as mp
 import os
@@ -23,6 +24,7 @@ from .errors import VmatteError
 
 log = logging.getLogger(__name__)
 
+GPU_BACKENDS = ("torch-cuda", "tensorrt")
 PROGRESS_EVERY = 0.2  # seconds between a worker's frame-count messages
 
 
@@ -79,11 +81,34 @@ def _death(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+def default_devices(matter) -> list[str] | None:
+    """The GPUs to give one worker each when the model runs on a GPU and the user named none:
+    CPU-sized worker counts would pile several models onto one GPU. None for CPU backends (or a
+    factory without a `backend`); on a machine without NVIDIA device nodes torch is not imported."""
+    backend = getattr(matter, "backend", None)
+    if backend not in ("auto", *GPU_BACKENDS) or (backend == "auto" and not glob.glob("/dev/nvidia[0-9]*")):
+        return None
+    from .backends import resolve_backend
+
+    try:
+        if resolve_backend(backend) not in GPU_BACKENDS:
+            return None
+        import torch
+
+        n = torch.cuda.device_count()
+    except (VmatteError, ImportError):
+        return None  # the workers' own model build reports what is missing
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(i) for i in range(n)])[:n] or None
+
+
 def run_local(todo: list[tuple[int, Job]], *, matter: Callable[[], object], workers: int | None, threads: int | None,
               devices: list[str] | None, retries: int, opts: dict,
               on_frames: Callable[[int, int, int | None], None], on_result: Callable[[int, JobResult], None]) -> str:
     """Run (index, job) pairs in worker processes; report through on_frames / on_result. Returns
     a description of the workers used (for the report)."""
+    if devices is None and workers is None:
+        devices = default_devices(matter)
     if devices:
         if workers is not None and workers != len(devices):
             raise VmatteError(f"--devices {','.join(devices)} runs one worker per GPU; drop --workers {workers}")
