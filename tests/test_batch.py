@@ -313,3 +313,24 @@ def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path):
     rc, out, err = _cli_without(["ray", "torch"], ["process", str(src), "-o", str(tmp_path / "o"), "--ray", "auto"], tmp_path)
     assert rc == 2 and err.count("\n") == 1 and 'pip install "vmatte[ray]"' in err and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_on_the_light_install(tmp_path):
+    """A batch with neither torch nor Ray importable, in the driver and in every worker process
+    (a sitecustomize on PYTHONPATH blocks them in each interpreter the batch starts)."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nfor m in ('torch', 'onnx', 'ray'):\n    sys.modules[m] = None\n")
+    src, out = clips(tmp_path / "in", 2, bad=False), tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    run = subprocess.run([sys.executable, "-m", "vmatte", "process", str(src), "-o", str(out), "--report", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 done, 0 skipped, 0 failed" in run.stderr
+    check_outputs(out, ["c0.mp4", "c1.mp4"])
+    run = subprocess.run([sys.executable, "-m", "vmatte", "process", str(src), "-o", str(out), "--ray", "auto"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and 'pip install "vmatte[ray]"' in run.stderr, run.stderr
