@@ -82,3 +82,24 @@ class Broken:
         from vmatte.errors import VmatteError
 
         raise VmatteError("model 'x' ships no weights; pick one that does")
+
+
+@dataclass(frozen=True)
+class DiskFullOn:
+    """EllipseMatter, and in its worker process a video sink that fails with ENOSPC (disk full)
+    when writing the output named `name`, as a full disk would mid-file."""
+
+    name: str
+
+    def __call__(self):
+        from vmatte.io import sinks
+
+        write, name = sinks.VideoSink.write, self.name
+
+        def failing(sink, *a, **k):
+            if sink.path.name == name and sink.frames >= 2:
+                raise OSError(28, "No space left on device")
+            return write(sink, *a, **k)
+
+        sinks.VideoSink.write = failing
+        return EllipseMatter()

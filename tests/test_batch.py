@@ -14,7 +14,7 @@ from vmatte.batch import (BatchInterrupted, Job, cpu_plan, expand_inputs, jobs_i
                           run_batch, wants_batch)
 from vmatte.errors import VmatteError
 
-from _batch_fakes import Broken, DeviceProbe, KillOnce, Slow
+from _batch_fakes import Broken, DeviceProbe, DiskFullOn, KillOnce, Slow
 from _media import EllipseMatter, make_video, read_video
 
 
@@ -50,6 +50,18 @@ def test_one_corrupt_input_does_not_stop_the_others(tmp_path):
     assert not partials(out)
     d = json.loads(rep.write(tmp_path / "r.json").read_text())
     assert d["summary"]["failed"] == 1 and {f["status"] for f in d["files"]} == {"done", "failed"}
+
+
+def test_full_disk_on_one_file(tmp_path):
+    """A write failing mid-file (disk full) fails that file with the reason and its fix; its
+    partial output is gone; the other files finish."""
+    src, out = clips(tmp_path / "in", 3, bad=False), tmp_path / "out"
+    out.mkdir()
+    rep = run_batch(jobs_into_folder(expand_inputs([str(src)]), out), matter=DiskFullOn("c1.mp4"), workers=2)
+    assert [r.status for r in rep.results] == ["done", "failed", "done"]
+    assert "No space left on device" in rep.results[1].reason and "free space" in rep.results[1].reason
+    check_outputs(out, ["c0.mp4", "c2.mp4"])
+    assert not partials(out)
 
 
 @pytest.mark.parametrize("retries,workers", [(1, 2), (0, 1)])
@@ -283,6 +295,7 @@ def test_cli_batch_with_the_shipped_model(tmp_path, capsys):
     (["{src}", "-o", "{tmp}/o", "--devices", "0", "--backend", "onnxruntime"], "--devices runs one worker per GPU"),
     (["{src}", "-o", "{tmp}/o", "--report", "{tmp}/no/r.json"], "--report"),
     (["{src}", "-o", "{tmp}/o", "--resume", "--overwrite"], "pass one of the two"),
+    (["{src}", "-o", "{tmp}/o", "--ray-gpus", "1"], "--ray-gpus 1 needs --ray"),
 ])
 def test_cli_batch_usage_errors(tmp_path, capsys, args, match):
     from vmatte.cli import main

@@ -22,14 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ".mov/.png where alpha needs it)")
     g.add_argument("--resume", action="store_true", help="skip files whose output is already complete (after a crash)")
     g.add_argument("--report", metavar="PATH", help="write every file's status, reason and timing as JSON")
-    g.add_argument("--workers", type=int, help="files processed side by side on this machine (default: from the core count)")
-    g.add_argument("--threads", type=int, help="frames each file mattes at once (default: cores / workers)")
+    g.add_argument("--workers", type=int, metavar="N", help="files processed side by side on this machine (default: from the core count)")
+    g.add_argument("--threads", type=int, metavar="N", help="frames each file mattes at once (default: cores / workers)")
     g.add_argument("--devices", metavar="IDS", help="one worker per GPU, e.g. 0,1 (CUDA device ids)")
-    g.add_argument("--retries", type=int, default=2, help="runs again a file whose worker process died, this many times (default: 2)")
+    g.add_argument("--retries", type=int, default=2, metavar="N", help="runs again a file whose worker process died, this many times (default: 2)")
     g.add_argument("--ray", metavar="ADDRESS",
                    help="one Ray task per file: auto (the running cluster), HOST:PORT, ray://HOST:10001, or local "
                         "(a private cluster on this machine); needs vmatte[ray] and paths every node sees")
-    g.add_argument("--ray-gpus", type=float, help="GPUs each Ray task asks for (default: 1 for GPU backends, else 0)")
+    g.add_argument("--ray-gpus", type=float, metavar="N", help="GPUs each Ray task asks for (default: 1 for GPU backends, else 0)")
 
 
 def wanted(args) -> bool:
@@ -77,6 +77,8 @@ def run(args) -> int:
         if args.backend in ("onnxruntime", "torch"):
             raise VmatteError(f"--devices runs one worker per GPU, which --backend {args.backend} does not use; "
                               "pick --backend torch-cuda or tensorrt (or auto)")
+    if args.ray_gpus is not None and (args.ray is None or not args.ray_gpus >= 0):
+        raise VmatteError(f"--ray-gpus {args.ray_gpus:g} needs --ray and a number of GPUs, 0 or more (e.g. 1 or 0.5)")
     if args.report and not Path(args.report).resolve().parent.is_dir():
         raise VmatteError(f"the folder of --report {args.report} does not exist; create it first")
     if args.ray is not None:
