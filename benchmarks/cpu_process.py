@@ -101,6 +101,8 @@ def main() -> int:
             m = Matter()
             r = process(clip, tmp / "vm.mp4", matter=m, overwrite=True)
             rows.append(("vmatte process, default model, blur", r.fps))
+            r = process(clip, tmp / "vm0.mp4", matter=m, overwrite=True, temporal=False)
+            rows.append(("vmatte process, default model, blur, --temporal off", r.fps))
         except Exception as e:  # noqa: BLE001
             rows.append((f"vmatte process, default model: unavailable ({type(e).__name__}: {e})", float("nan")))
         if RVM.exists():

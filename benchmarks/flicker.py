@@ -17,9 +17,10 @@ Definitions (docs/benchmarks.md, "Temporal stability"):
   clip (recurrent) over a still background photo plus sensor noise (sigma 2). Each method mattes
   that composite; error = mean |alpha - true| (MAE) and mean squared error over the frames where at
   least 1% of the pixels changed ("moving frames"), x 1e3.
-- Cost: median ms per frame of the filter (guide + filter) and of Matter.matte (one onnxruntime
-  thread, as `vmatte process` runs each of its workers), measured in the same run; also at 1280x720
-  (the clip upscaled) on --cost-frames frames.
+- Cost: median ms per frame, wall and CPU time (all threads of the process: fairer than wall time
+  on a shared machine), of the filter (guide + filter) and of Matter.matte (one onnxruntime thread,
+  as `vmatte process` runs each of its workers), in the same run; also at --cost-height (720:
+  1280x720, the clip upscaled) on --cost-frames frames.
 
     python benchmarks/flicker.py [--frames 300] [--rvm /path/rvm_mobilenetv3_fp32.onnx] [--json out.json]
 """
@@ -64,40 +65,51 @@ def read_clip(path: Path, frames: int, height: int) -> tuple[np.ndarray, float]:
     return np.stack(out), rate
 
 
-def timed(fn, *args):
-    t = time.perf_counter()
-    out = fn(*args)
-    return out, (time.perf_counter() - t) * 1e3
+class Clock:
+    """Wall and CPU (all threads of this process) milliseconds of each timed step."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def __enter__(self):
+        self._t = (time.perf_counter(), time.process_time())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall.append((time.perf_counter() - self._t[0]) * 1e3)
+        self.cpu.append((time.process_time() - self._t[1]) * 1e3)
 
 
-def matte_all(matter, frames) -> tuple[np.ndarray, list[float]]:
-    alphas, ms = [], []
+def matte_all(matter, frames) -> tuple[np.ndarray, Clock]:
+    alphas, clock = [], Clock()
     for f in frames:
-        a, t = timed(matter.matte, f)
+        with clock:
+            a = matter.matte(f)
         alphas.append(np.array(a, np.float32))
-        ms.append(t)
-    return np.stack(alphas), ms
+    return np.stack(alphas), clock
 
 
-def file_filter(frames, alphas, params=T.DEFAULT) -> tuple[np.ndarray, list[float]]:
-    """vmatte process's filter; ms per frame = guide + push (the work the stream does per frame)."""
-    f, out, ms = T.TemporalFilter(params), [], []
+def file_filter(frames, alphas, params=T.DEFAULT) -> tuple[np.ndarray, Clock]:
+    """vmatte process's filter; a frame's cost = guide + push, timed where a push gives out one
+    frame (the steady state: not the first `radius` frames, which only fill the window)."""
+    f, out, clock = T.TemporalFilter(params), [], Clock()
     for i, (fr, a) in enumerate(zip(frames, alphas)):
-        t = time.perf_counter()
-        done = f.push(i, T.guide(fr, params.work_side), a)
-        ms.append((time.perf_counter() - t) * 1e3)
+        with clock:
+            done = f.push(i, T.guide(fr, params.work_side), a)
+        if len(done) != 1:
+            clock.wall.pop(), clock.cpu.pop()
         out += [x for _, x in done]
     out += [x for _, x in f.flush()]
-    return np.stack(out), ms
+    return np.stack(out), clock
 
 
-def live_smoother(frames, alphas) -> tuple[np.ndarray, list[float]]:
-    sm, out, ms = MatteSmoother(), [], []
+def live_smoother(frames, alphas) -> tuple[np.ndarray, Clock]:
+    sm, out, clock = MatteSmoother(), [], Clock()
     for fr, a in zip(frames, alphas):
-        t = time.perf_counter()
-        out.append(sm.apply(a, sm.weights(fr, a.shape)))
-        ms.append((time.perf_counter() - t) * 1e3)
-    return np.stack(out), ms
+        with clock:
+            out.append(sm.apply(a, sm.weights(fr, a.shape)))
+    return np.stack(out), clock
 
 
 def flicker(frames, alphas, changed) -> dict:
@@ -122,8 +134,10 @@ def changed_masks(frames) -> list:
     return [None] + [T.changed_mask(frames[t - 1], frames[t]) for t in range(1, len(frames))]
 
 
-def med(ms) -> float:
-    return float(np.median(ms[1:] if len(ms) > 1 else ms))  # the first call warms caches
+def costs(**clocks: Clock) -> dict:
+    """Median wall and CPU ms per frame of each clock (the first frame, which warms caches, left out)."""
+    med = lambda v: float(np.median(v[1:] if len(v) > 1 else v))  # noqa: E731
+    return {k: {"wall": med(c.wall), "cpu": med(c.cpu)} for k, c in clocks.items()}
 
 
 def run_clip(path: Path, args, matter, rvm_path) -> dict:
@@ -132,11 +146,10 @@ def run_clip(path: Path, args, matter, rvm_path) -> dict:
     print(f"{path.name}: {n} frames at {w}x{h}, {rate:.2f} fps", file=sys.stderr)
     changed = changed_masks(frames)
     res: dict = {"frames": n, "size": [w, h], "fps": rate, "flicker": {}, "error": {}, "cost_ms": {}}
-    vm, ms_matte = matte_all(matter, frames)
-    filt, ms_filt = file_filter(frames, vm)
-    live, ms_live = live_smoother(frames, vm)
-    res["cost_ms"] = {"matte": med(ms_matte), "file_filter": med(ms_filt), "live_smoother": med(ms_live),
-                      "file_filter_mean": float(np.mean(ms_filt)), "matte_mean": float(np.mean(ms_matte))}
+    vm, c_matte = matte_all(matter, frames)
+    filt, c_filt = file_filter(frames, vm)
+    live, c_live = live_smoother(frames, vm)
+    res["cost_ms"] = costs(matte=c_matte, file_filter=c_filt, live_smoother=c_live)
     for label, al in (("vmatte, no filter", vm), ("vmatte process (temporal filter)", filt),
                       ("vmatte webcam smoother", live)):
         res["flicker"][label] = flicker(frames, al, changed)
@@ -176,14 +189,13 @@ def composite_errors(fgr, pha, matter) -> dict:
     return out
 
 
-def cost_720p(clip: Path, args, matter) -> dict:
-    """Matting and filter time per frame at 1280x720 (the clip upscaled), --cost-frames frames."""
-    frames, _ = read_clip(clip, args.cost_frames, 720)
-    vm, ms_matte = matte_all(matter, frames)
-    _, ms_filt = file_filter(frames, vm)
-    _, ms_live = live_smoother(frames, vm)
-    return {"size": list(frames.shape[2:0:-1]), "frames": len(frames), "matte": med(ms_matte),
-            "file_filter": med(ms_filt), "live_smoother": med(ms_live)}
+def cost_big(clip: Path, args, matter) -> dict:
+    """Matting and filter time per frame at --cost-height (the clip upscaled), --cost-frames frames."""
+    frames, _ = read_clip(clip, args.cost_frames, args.cost_height)
+    vm, c_matte = matte_all(matter, frames)
+    c_filt, c_live = file_filter(frames, vm)[1], live_smoother(frames, vm)[1]
+    return dict(costs(matte=c_matte, file_filter=c_filt, live_smoother=c_live),
+                size=list(frames.shape[2:0:-1]), frames=len(frames))
 
 
 def machine() -> dict:
@@ -204,16 +216,17 @@ def machine() -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| clip | method | frames | flicker x1e3 | band x1e3 | MAE moving x1e3 | MSE moving x1e3 | ms/frame |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| clip | method | frames | flicker x1e3 | band x1e3 | MAE moving x1e3 | MSE moving x1e3 | "
+             "ms/frame wall | CPU |", "|---|---|---|---|---|---|---|---|---|"]
     cost_key = {"vmatte, no filter": "matte", "vmatte process (temporal filter)": "file_filter",
                 "vmatte webcam smoother": "live_smoother"}
     for clip, r in results["clips"].items():
         for label, f in r["flicker"].items():
             e = r["error"].get(label, {})
-            ms = r["cost_ms"].get(cost_key.get(label, ""), float("nan"))
+            ms = r["cost_ms"].get(cost_key.get(label, ""), {})
             lines.append(f"| {clip} | {label} | {f['frames']} | {f['flicker']:.3f} | {f['flicker_band']:.2f} | "
-                         f"{e.get('mae', float('nan')):.3f} | {e.get('mse', float('nan')):.3f} | {ms:.2f} |")
+                         f"{e.get('mae', float('nan')):.3f} | {e.get('mse', float('nan')):.3f} | "
+                         f"{ms.get('wall', float('nan')):.2f} | {ms.get('cpu', float('nan')):.2f} |")
     return "\n".join(lines)
 
 
@@ -223,7 +236,9 @@ def main(argv=None) -> int:
     p.add_argument("--height", type=int, default=360, help="scale the clips to this height (default: 360)")
     p.add_argument("--rvm", default=None, help="Robust Video Matting ONNX file: adds its rows and the error table")
     p.add_argument("--rvm-frames", type=int, default=300, help="frames RVM runs on (default: 300)")
-    p.add_argument("--cost-frames", type=int, default=40, help="frames for the 1280x720 cost check (0: skip)")
+    p.add_argument("--cost-frames", type=int, default=40, help="frames for the cost check at --cost-height (0: skip)")
+    p.add_argument("--cost-height", type=int, default=720, help="frame height of the cost check (default: 720)")
+    p.add_argument("--cost-only", action="store_true", help="only the cost check (on the first clip found)")
     p.add_argument("--clips", nargs="*", default=list(CLIPS), help="file names in the data's videos folder")
     p.add_argument("--json", default=None, help="write every number here")
     args = p.parse_args(argv)
@@ -246,19 +261,19 @@ def main(argv=None) -> int:
         print("no --rvm: no RVM rows and no matte-error table (it is built from RVM's foreground)", file=sys.stderr)
     matter = Matter(backend="onnxruntime", threads=1)
     results = {"machine": machine(), "clips": {}}
-    for path in found:
+    for path in ([] if args.cost_only else found):
         results["clips"][path.stem] = run_clip(path, args, matter, rvm)
     if args.cost_frames:
-        results["cost_720p"] = cost_720p(found[0], args, matter)
+        results["cost_big"] = cost_big(found[0], args, matter)
     print(table(results))
-    for clip, r in results["clips"].items():
-        c = r["cost_ms"]
-        print(f"{clip}: filter {c['file_filter']:.2f} ms / matte {c['matte']:.1f} ms per frame "
-              f"= {100 * c['file_filter'] / c['matte']:.1f}% (webcam smoother {c['live_smoother']:.2f} ms)")
-    if "cost_720p" in results:
-        c = results["cost_720p"]
-        print(f"1280x720: filter {c['file_filter']:.2f} ms / matte {c['matte']:.1f} ms = "
-              f"{100 * c['file_filter'] / c['matte']:.1f}% (webcam smoother {c['live_smoother']:.2f} ms)")
+    rows = [(clip, r["cost_ms"]) for clip, r in results["clips"].items()]
+    if "cost_big" in results:
+        rows.append(("x".join(map(str, results["cost_big"]["size"])), results["cost_big"]))
+    for name, c in rows:
+        print(f"{name}: " + ", ".join(
+            f"{kind} filter {c['file_filter'][kind]:.2f} ms / matte {c['matte'][kind]:.1f} ms = "
+            f"{100 * c['file_filter'][kind] / c['matte'][kind]:.1f}% (webcam smoother {c['live_smoother'][kind]:.2f})"
+            for kind in ("cpu", "wall")))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
