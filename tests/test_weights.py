@@ -46,3 +46,14 @@ def test_foreign_safetensors(tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "f.safetensors"))
     with pytest.raises(VmatteError, match="not a vmatte weights file"):
         read_header(tmp_path / "f.safetensors")
+
+
+def test_saved_weights_are_readable_by_everyone(tmp_path):
+    """safetensors writes 0600; a file released into the package must be world-readable."""
+    import stat
+
+    p = save_weights(create_model("rt"), tmp_path / "w.safetensors")
+    assert p.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH) == stat.S_IRGRP | stat.S_IROTH
+    from vmatte.weights import shipped_weights
+
+    assert shipped_weights("rt").stat().st_mode & stat.S_IROTH

@@ -49,6 +49,7 @@ def save_weights(model, path: str | Path, card: dict[str, Any] | None = None) ->
     }
     tmp = path.with_name(path.name + ".partial")
     save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # safetensors writes 0600: shipped weights must be readable by every user
     tmp.replace(path)
     return path
 
