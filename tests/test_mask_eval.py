@@ -43,10 +43,28 @@ def test_mask_metrics_exact():
 def test_boundary_band_width_and_image_edge():
     m = _rect(50, 50, 10, 10, 40, 40).astype(bool)
     band = boundary_band(m, 3)
+    assert band.sum() == 30 * 30 - 24 * 24  # a ring 3 px wide, corners included (3x3 erosions)
     assert band[10:13, 20].all() and not band[13:37, 25].any() and band[25, 37:40].all()
     assert not band[~m].any()  # only pixels of the mask
     full = np.ones((20, 20), bool)
-    assert boundary_band(full, 2)[0].all() and not boundary_band(full, 2)[10, 10]  # the image edge is a contour
+    assert boundary_band(full, 2).sum() == 400 - 16 * 16  # the image edge is a contour
+    disc = np.zeros((41, 41), np.uint8)
+    cv2.circle(disc, (20, 20), 15, 1, -1)
+    # chessboard distance, as repeated 3x3 erosions give (Cheng et al.'s reference), not Euclidean
+    want = disc.astype(bool) & ~cv2.erode(np.pad(disc, 1), np.ones((3, 3), np.uint8), iterations=4)[1:-1, 1:-1].astype(bool)
+    np.testing.assert_array_equal(boundary_band(disc.astype(bool), 4), want)
+
+
+def test_boundary_iou_band_is_rounded_2_percent_of_the_diagonal():
+    # 300x400: diagonal 500, d = 10. A prediction 10 px short at the right: its band and the label's
+    # overlap on three sides.
+    gt = _rect(300, 400, 50, 50, 250, 350)
+    pred = _rect(300, 400, 50, 50, 250, 340)
+    g = boundary_band(gt > 0.5, 10)
+    p = boundary_band(pred > 0.5, 10)
+    want = (g & p).sum() / (g | p).sum()
+    assert mask_metrics(pred, gt)["biou"] == pytest.approx(want)
+    assert mask_metrics(pred, gt)["biou"] != pytest.approx(mask_metrics(pred, gt, band_frac=0.01)["biou"])
 
 
 def _mask_set(root: Path, n=3) -> list[np.ndarray]:
@@ -73,6 +91,15 @@ def test_evaluate_dir_masks(tmp_path):
     table = format_table({"all": res})
     assert table.splitlines()[0] == "| method | images | IoU | boundary IoU | FP area % | FN area % |"
     assert f"| all | 3 | {res.mean['iou']:.4f} |" in table
+
+
+def test_evaluate_dir_refuses_0_1_masks(tmp_path):
+    from vmatte.evaluate import EvalDataError, evaluate_dir
+
+    _mask_set(tmp_path, n=1)
+    cv2.imwrite(str(tmp_path / "mask" / "p0.png"), _rect(40, 30, 5, 5, 35, 25).astype(np.uint8))  # 0/1, not 0/255
+    with pytest.raises(EvalDataError, match="only 0 and 1"):
+        evaluate_dir(tmp_path, lambda rgb: np.zeros(rgb.shape[:2]), masks=True)
 
 
 class _FakeMatter:
@@ -122,8 +149,6 @@ def test_eval_bad_baseline_file_fails_first(tmp_path, monkeypatch, capsys, flag)
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("vmatte: error:") and len(err.strip().splitlines()) == 1, err
         assert "Traceback" not in err
-    if flag == "--compare-mediapipe" and "litert" not in err:
-        pass  # without a TFLite interpreter the message names the package instead
     assert not ran and not out_json.exists()
 
 

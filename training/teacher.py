@@ -35,29 +35,27 @@ TEACHER_INFO = {
 }
 
 
-def teacher_kind(path: str | Path) -> str:
-    """'modnet' or 'rvm' from the ONNX file's inputs; VmatteError for anything else."""
-    import onnxruntime as ort
+EXPECTED = "MODNet's modnet.onnx or RVM's rvm_mobilenetv3_fp32.onnx (../shared/data/README.md says where to get them)"
 
-    path = Path(path)
-    if not path.is_file():
-        raise VmatteError(f"teacher model {path} not found; pass modnet.onnx or rvm_mobilenetv3_fp32.onnx "
-                          "(../shared/data/README.md says where to get them)")
-    try:
-        names = {i.name for i in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()}
-    except Exception as e:  # onnxruntime raises its own types for bad files
-        raise VmatteError(f"{path} is not a readable ONNX model ({type(e).__name__}); pass MODNet's or RVM's ONNX file") from None
+
+def teacher_kind(path: str | Path) -> str:
+    """'modnet' or 'rvm' from the ONNX file's inputs (RVM: src, r1i..r4i, downsample_ratio;
+    MODNet: one [1,3,H,W] input); VmatteError for anything else."""
+    from vmatte.onnx_session import open_onnx
+
+    inputs = open_onnx(path, EXPECTED).get_inputs()
+    names = {i.name for i in inputs}
     if {"src", "r1i", "downsample_ratio"} <= names:
         return "rvm"
-    if len(names) == 1:
+    if len(inputs) == 1 and len(inputs[0].shape) == 4:
         return "modnet"
-    raise VmatteError(f"{path} has inputs {sorted(names)}; expected MODNet's single input or RVM's src/r1i..r4i")
+    raise VmatteError(f"{path} has inputs {sorted(names)}; expected {EXPECTED}")
 
 
-def load_teacher(path: str | Path, threads: int = 1, rvm_short_side: int = 384, rvm_passes: int = 2
-                 ) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """(kind, fn) where fn(rgb uint8 [H,W,3]) -> alpha float32 [H,W] in 0..1."""
-    kind = teacher_kind(path)
+def load_teacher(path: str | Path, threads: int = 1, rvm_short_side: int = 384, rvm_passes: int = 2,
+                 kind: str | None = None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """(kind, fn) where fn(rgb uint8 [H,W,3]) -> alpha float32 [H,W] in 0..1 (`kind` when known)."""
+    kind = kind or teacher_kind(path)
     if kind == "modnet":
         from vmatte.modnet import MODNetMatter
 
@@ -67,9 +65,9 @@ def load_teacher(path: str | Path, threads: int = 1, rvm_short_side: int = 384, 
     return kind, RVMTeacher(path, threads=threads, short_side=rvm_short_side, passes=rvm_passes)
 
 
-def teacher_id(path: str | Path) -> str:
+def teacher_id(path: str | Path, kind: str | None = None) -> str:
     """Cache folder name of a teacher file: '<kind>-<sha256[:12]>'."""
-    return f"{teacher_kind(path)}-{file_sha256(path)[:12]}"
+    return f"{kind or teacher_kind(path)}-{file_sha256(path)[:12]}"
 
 
 def label_folder(images: str | Path, teacher: str | Path, cache: str | Path = ".assets/teacher",
@@ -81,7 +79,8 @@ def label_folder(images: str | Path, teacher: str | Path, cache: str | Path = ".
     photos = list_images(images)
     if not photos:
         raise VmatteError(f"no images in {images}; pass a folder of photos")
-    out = Path(cache) / teacher_id(teacher)
+    kind = teacher_kind(teacher)
+    out = Path(cache) / teacher_id(teacher, kind)
     out.mkdir(parents=True, exist_ok=True)
     sources_file = out / "sources.json"
     sources = json.loads(sources_file.read_text()) if sources_file.is_file() else {}
@@ -94,8 +93,10 @@ def label_folder(images: str | Path, teacher: str | Path, cache: str | Path = ".
     tmp.write_text(json.dumps(sources, indent=0, sort_keys=True))
     os.replace(tmp, sources_file)
     todo = [p for p in photos if not (out / f"{p.stem}.png").is_file()]
-    kind, fn = load_teacher(teacher, threads=threads)
     log.info("%s: %d photos to label into %s", kind, len(todo), out)
+    if not todo:
+        return out
+    _, fn = load_teacher(teacher, threads=threads, kind=kind)
     it = todo
     if progress:
         from tqdm import tqdm
@@ -104,7 +105,8 @@ def label_folder(images: str | Path, teacher: str | Path, cache: str | Path = ".
     for p in it:
         a = fn(read_image(p))  # [H,W] float32
         tmp = out / f".{p.stem}.tmp.png"
-        cv2.imwrite(str(tmp), np.clip(np.rint(a * 255), 0, 255).astype(np.uint8))
+        if not cv2.imwrite(str(tmp), np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)):
+            raise VmatteError(f"could not write {tmp}; check that {out} is writable and the disk has room")
         os.replace(tmp, out / f"{p.stem}.png")
     return out
 

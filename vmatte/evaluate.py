@@ -138,6 +138,9 @@ def evaluate_dir(root: str | Path, predict: Callable[[np.ndarray], np.ndarray], 
         if gt.shape != rgb.shape[:2]:
             raise EvalDataError(f"alpha {alpha_path} is {gt.shape[1]}x{gt.shape[0]} but its image is "
                                 f"{rgb.shape[1]}x{rgb.shape[0]}; expected equal sizes")
+        if masks and 0 < gt.max() <= 1.5 / 255:
+            raise EvalDataError(f"mask {alpha_path} holds only 0 and 1 (of 255); expected person = 255, "
+                                "background = 0 (multiply the mask by 255)")
         t0 = time.perf_counter()
         pred = predict(rgb)
         result.predict_seconds += time.perf_counter() - t0

