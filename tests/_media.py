@@ -94,3 +94,25 @@ class EllipseMatter:
 
     def matte_batch(self, frames):
         return [self.matte(f) for f in frames]
+
+
+def fake_matter(matte, segment=None):
+    """A stand-in class for vmatte.api.Matter in CLI tests: Matter(**kw).matte(rgb) = matte(rgb),
+    .segment(rgb) = segment(rgb) (default: matte), backend 'fake'."""
+
+    class FakeMatter:
+        backend_name = "fake"
+
+        def __init__(self, **kw):
+            pass
+
+        def matte(self, rgb):
+            return matte(rgb)
+
+        def segment(self, rgb):
+            return (segment or matte)(rgb)
+
+        def close(self):
+            pass
+
+    return FakeMatter

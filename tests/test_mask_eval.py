@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from _media import fake_matter
 from vmatte.ops.mask_metrics import boundary_band, mask_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,27 +103,17 @@ def test_evaluate_dir_refuses_0_1_masks(tmp_path):
         evaluate_dir(tmp_path, lambda rgb: np.zeros(rgb.shape[:2]), masks=True)
 
 
-class _FakeMatter:
-    def __init__(self, **kw):
-        self.backend_name = "fake"
-
-    def matte(self, rgb):
-        m = np.zeros(rgb.shape[:2], np.float32)
-        m[5:35, 5:25] = 1
-        return m
-
-    def segment(self, rgb):
-        return self.matte(rgb)
-
-    def close(self):
-        pass
+def _rect_matter(rgb):
+    m = np.zeros(rgb.shape[:2], np.float32)
+    m[5:35, 5:25] = 1
+    return m
 
 
 def test_eval_masks_command(tmp_path, monkeypatch, capsys):
     import vmatte.api
     from vmatte.cli import main
 
-    monkeypatch.setattr(vmatte.api, "Matter", _FakeMatter)
+    monkeypatch.setattr(vmatte.api, "Matter", fake_matter(_rect_matter))
     _mask_set(tmp_path / "ds")
     out_json = tmp_path / "r.json"
     assert main(["eval", str(tmp_path / "ds"), "--masks", "--compare-mask", "--json", str(out_json)]) == 0
@@ -139,7 +130,7 @@ def test_eval_bad_baseline_file_fails_first(tmp_path, monkeypatch, capsys, flag)
     from vmatte.cli import main
 
     ran = []
-    monkeypatch.setattr(vmatte.api, "Matter", lambda **kw: ran.append(kw) or _FakeMatter())
+    monkeypatch.setattr(vmatte.api, "Matter", lambda **kw: ran.append(kw) or fake_matter(_rect_matter)())
     _mask_set(tmp_path / "ds")
     bogus = tmp_path / "not_a_model.mp4"
     bogus.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a model")

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from _media import fake_matter
 from vmatte.ops import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,25 +239,12 @@ def test_evaluate_module_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-class _FakeMatter:
-    def __init__(self, model="rt", backend="auto", size=None, weights=None):
-        self.backend_name = "fake"
-
-    def matte(self, rgb):
-        return np.full(rgb.shape[:2], 0.25, np.float32)
-
-    def segment(self, rgb):
-        return np.zeros(rgb.shape[:2], np.float32)
-
-    def close(self):
-        pass
-
-
 def test_eval_command(tmp_path, monkeypatch, capsys):
     import vmatte.api
     from vmatte.cli import main
 
-    monkeypatch.setattr(vmatte.api, "Matter", _FakeMatter)
+    monkeypatch.setattr(vmatte.api, "Matter", fake_matter(lambda rgb: np.full(rgb.shape[:2], 0.25, np.float32),
+                                                          lambda rgb: np.zeros(rgb.shape[:2], np.float32)))
     _make_dataset(tmp_path / "ds")
     out_json = tmp_path / "m.json"
     rc = main(["eval", str(tmp_path / "ds"), "--compare-mask", "--json", str(out_json)])
