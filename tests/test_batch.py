@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vmatte.batch import (BatchInterrupted, Job, cpu_plan, expand_inputs, jobs_into_folder, read_manifest,
-                          run_batch, wants_batch)
+                          run_batch, throttled, wants_batch)
 from vmatte.errors import VmatteError
 
 from _batch_fakes import Broken, DeviceProbe, DiskFullOn, KillOnce, Slow
@@ -142,6 +142,11 @@ def test_manifests_text_and_jsonl(tmp_path):
     ("# only a comment\n", "lists no files"),
     ('{"input": "in/c0.mp4", "outptu": "o.mp4"}\n', "line 1: a JSON line needs keys input and output"),
     ('{"input": "in/c0.mp4", \n', "line 1: not valid JSON"),
+    ('{"input": 5, "output": "x.mp4"}\n', "m.txt line 1: input must be a path"),
+    ('# jobs\n{"input": "a.mp4", "output": "b.mp4"}\n{"input": "c.mp4", "output": null}\n', "m.txt line 3: output must be a path"),
+    ('{"input": "", "output": "x.mp4"}\n', "line 1: input must be a path"),
+    ('{"input": "a.mp4", "output": "x.mp4", "background": 3}\n', "line 1: background must be a string or null"),
+    ('{"input": "a.mp4", "output": "x.mp4", "output_kind": ["alpha"]}\n', "line 1: output_kind must be a string or null"),
 ])
 def test_bad_manifest_lines_are_one_line_errors(tmp_path, body, match):
     (tmp_path / "m.txt").write_text(body)
@@ -181,6 +186,36 @@ def test_batch_is_checked_before_any_work(tmp_path, case):
     assert "\n" not in msg and {"bad_kind": "m.jsonl line 2: unknown output kind", "broken_model": "ships no weights",
                                 "same_output": "would both write"}.get(case, "") in msg
     assert list(out.iterdir()) == []
+
+
+def test_missing_input_fails_before_any_work(tmp_path):
+    """An input of a manifest that does not exist (a typo) stops the batch before it starts, naming
+    the line; with --resume, a file whose output is complete needs no input."""
+    src = clips(tmp_path / "in", 1, bad=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "m.txt").write_text("in/c0.mp4 -> out/a.mp4\nin/typo.mp4 -> out/b.mp4\n")
+    jobs = read_manifest(tmp_path / "m.txt")
+    with pytest.raises(VmatteError, match=r"^m.txt line 2: input not found: .*typo.mp4; check the path") as ei:
+        run_batch(jobs, matter=EllipseMatter, workers=1)
+    assert "\n" not in str(ei.value) and list((tmp_path / "out").iterdir()) == []
+    make_video(tmp_path / "out" / "b.mp4")  # already made; its input since removed
+    rep = run_batch(jobs, matter=EllipseMatter, workers=1, resume=True)
+    assert rep.ok and [r.status for r in rep.results] == ["done", "skipped"]
+    assert len(read_video(tmp_path / "out" / "a.mp4")[0]) == len(read_video(src / "c0.mp4")[0])
+
+
+def test_throttled_progress():
+    sent = []
+    f = throttled(lambda d, t: sent.append((d, t)), 3600)
+    for d in (1, 2, 3, 10):
+        f(d, 10)
+    f(1, None)
+    f(2, None)
+    assert sent == [(1, 10), (10, 10)]  # the first, then nothing within the hour but the last frame
+    f = throttled(lambda d, t: sent.append((d, t)), 0)
+    f(1, None)
+    f(2, None)
+    assert sent[2:] == [(1, None), (2, None)]
 
 
 def test_inputs_globs_folders_and_output_names(tmp_path):
@@ -290,6 +325,12 @@ def test_cli_batch_with_the_shipped_model(tmp_path, capsys):
     (["{src}/c0.mp4", "{src}/c1.mp4"], "-o/--output is required"),
     (["{src}", "-o", "{tmp}/o.mp4"], "-o must be a folder"),
     (["--manifest", "{tmp}/m.txt", "-o", "{tmp}/x"], "--manifest names every input and output"),
+    (["--manifest", "{tmp}/m.txt", "--output-ext", "mov"], "--manifest names every input and output"),
+    (["{src}/c0.mp4", "-o", "{tmp}/o.mp4", "--output-ext", "mov"], "--output-ext sets the extension of outputs written "
+                                                                   "into the -o folder, but -o"),
+    (["{src}", "-o", "{tmp}/o", "--report", "{tmp}/m.txt"], "the report {tmp}/m.txt already exists; pass --overwrite"),
+    (["{src}", "-o", "{tmp}/o", "--report", "{tmp}/m.txt", "--resume"], "(--resume cannot be combined with --overwrite)"),
+    (["{src}", "-o", "{tmp}/o", "--report", "{tmp}", "--overwrite"], "is a folder; give the path of a file"),
     (["{src}", "-o", "{tmp}/o", "--workers", "0"], "--workers 0 must be 1 or more"),
     (["{src}", "-o", "{tmp}/o", "--devices", "0,0"], "not a list of distinct GPU ids"),
     (["{src}", "-o", "{tmp}/o", "--devices", "0", "--backend", "onnxruntime"], "--devices runs one worker per GPU"),
@@ -305,8 +346,9 @@ def test_cli_batch_usage_errors(tmp_path, capsys, args, match):
     argv = ["process"] + [a.format(src=src, tmp=tmp_path) for a in args]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("vmatte: error: ") and err.count("\n") == 1 and match in err, err
-    assert not (tmp_path / "o").exists()
+    assert err.startswith("vmatte: error: ") and err.count("\n") == 1 and match.format(tmp=tmp_path) in err, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.mp4").exists() and not (tmp_path / "a.mp4").exists()
+    assert (tmp_path / "m.txt").read_text() == "in/c0.mp4 -> a.mp4\n"  # an existing --report is kept
 
 
 def test_cli_single_input_with_a_batch_option_is_a_batch_of_one(tmp_path, capsys):
@@ -317,6 +359,22 @@ def test_cli_single_input_with_a_batch_option_is_a_batch_of_one(tmp_path, capsys
                  "-q"]) == 0
     assert len(read_video(tmp_path / "b.mp4")[0]) == 10
     assert json.loads((tmp_path / "r.json").read_text())["files"][0]["output"] == str(tmp_path / "b.mp4")
+
+
+def test_cli_single_input_with_output_ext_goes_into_the_folder(tmp_path, capsys):
+    """--output-ext names the extension of outputs written into the -o folder, for one input too;
+    an existing --report is replaced only with --overwrite."""
+    from vmatte.cli import main
+
+    make_video(tmp_path / "a.mp4")
+    out, report = tmp_path / "o", tmp_path / "r.json"
+    report.write_text("keep")
+    argv = ["process", str(tmp_path / "a.mp4"), "-o", str(out), "--output-ext", ".mov", "--report", str(report), "-q"]
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+    assert report.read_text() == "keep" and not out.exists()
+    assert main(argv + ["--overwrite"]) == 0
+    assert [p.name for p in out.iterdir()] == ["a.mov"] and len(read_video(out / "a.mov")[0]) == 10
+    assert json.loads(report.read_text())["files"][0]["output"] == str(out / "a.mov")
 
 
 def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path):

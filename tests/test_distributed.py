@@ -96,6 +96,21 @@ def whole(src: Path, out: Path, names: list[str]) -> None:
         assert len(read_video(out / n)[0]) == len(read_video(src / n)[0])
 
 
+def test_tracker_holds_only_running_files():
+    """The driver drops finished files from the progress actor: its snapshot stays the size of the
+    files running, and an update that arrives after the file was dropped does not bring it back."""
+    from vmatte.distributed import _Tracker
+
+    t = _Tracker()
+    t.started(0, "n1")
+    t.started(1, "n2")
+    t.update(0, 5, 10)
+    assert t.snapshot() == ({0: (5, 10), 1: (0, None)}, {0: 1, 1: 1}, {0: "n1", 1: "n2"})
+    t.forget([0])
+    t.update(0, 10, 10)  # late
+    assert t.snapshot() == ({1: (0, None)}, {1: 1}, {1: "n2"})
+
+
 def test_a_task_no_node_can_hold_is_refused(cluster, tmp_path):
     from vmatte.errors import VmatteError
 

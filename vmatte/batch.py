@@ -2,9 +2,10 @@
 
 A batch is a list of Jobs (input -> output, with optional per-file background and output kind)
 from paths, globs, folders of videos or a manifest. It is checked as a whole before any work (a
-typo in a manifest fails at once), then run by local worker processes (vmatte.workers) or by Ray
-tasks (vmatte.distributed). One file failing does not stop the others: each ends done, skipped
-(--resume: its output is already complete) or failed with a one-line reason, in a BatchReport.
+typo in a manifest, such as an input that does not exist, fails at once), then run by local worker
+processes (vmatte.workers) or by Ray tasks (vmatte.distributed). One file failing does not stop the
+others: each ends done, skipped (--resume: its output is already complete) or failed with a
+one-line reason, in a BatchReport.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 STATUSES = ("done", "skipped", "failed", "pending")
+GPU_BACKENDS = ("torch-cuda", "tensorrt")  # backends that put the model on a GPU (vmatte.workers, vmatte.distributed)
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,15 @@ def _json_job(line: str, where: str, base: Path) -> Job:
         got = ", ".join(sorted(d)) if isinstance(d, dict) else type(d).__name__
         raise VmatteError(f"{where}: a JSON line needs keys input and output (optional: background, output_kind), "
                           f"got {got}; fix that line")
+    for key in ("input", "output"):
+        if not isinstance(d[key], str) or not d[key].strip():
+            raise VmatteError(f"{where}: {key} must be a path (a non-empty string), got {json.dumps(d[key])[:40]}; "
+                              "fix that line")
+    for key in ("background", "output_kind"):
+        if not isinstance(d.get(key), (str, type(None))):
+            raise VmatteError(f"{where}: {key} must be a string or null, got {json.dumps(d[key])[:40]}; fix that line")
     bg = d.get("background")
-    if isinstance(bg, str) and (base / bg).exists():  # a background file beside the manifest
+    if bg and (base / bg).exists():  # a background file beside the manifest
         bg = str(base / bg)
     return Job(base / d["input"], base / d["output"], bg, d.get("output_kind"), where=where)
 
@@ -281,7 +290,8 @@ def check_jobs(jobs: list[Job], *, background: str | None = "blur", output_kind:
     [(index, result)] of the files skipped because their output is complete). Raises VmatteError (one line) for what would
     make many files fail the same way or clobber each other: an unknown kind or background, an
     output the input cannot be written as, two jobs writing one output, an output that is an
-    input, outputs that exist without --resume or --overwrite."""
+    input, outputs that exist without --resume or --overwrite, inputs that do not exist (a typo;
+    not checked for files --resume skips)."""
     from .backgrounds import parse_background
     from .process import _check_kinds
 
@@ -290,11 +300,14 @@ def check_jobs(jobs: list[Job], *, background: str | None = "blur", output_kind:
     if not jobs:
         raise VmatteError("the batch has no files; give videos, images, folders or a --manifest")
     bgs: dict[str | None, object] = {}
+    missing: set[int] = set()
     try:
         seen: dict[Path, Job] = {}
         inputs = {j.input.resolve() for j in jobs}
-        for j in jobs:
+        for n, j in enumerate(jobs):
             at = f"{j.where}: " if j.where else ""
+            if not j.input.exists():  # refused below unless --resume skips it
+                missing.add(n)
             spec = j.background if j.background is not None else background
             if spec not in bgs:
                 try:
@@ -302,7 +315,8 @@ def check_jobs(jobs: list[Job], *, background: str | None = "blur", output_kind:
                 except VmatteError as e:
                     raise VmatteError(f"{at}{e}") from None
             try:
-                _check_kinds(j.input, j.output, j.output_kind or output_kind, bgs[spec])
+                if n not in missing:  # a missing input's kind is unknown
+                    _check_kinds(j.input, j.output, j.output_kind or output_kind, bgs[spec])
             except VmatteError as e:
                 raise VmatteError(f"{at}{e}") from None
             key = j.output.resolve()
@@ -326,6 +340,12 @@ def check_jobs(jobs: list[Job], *, background: str | None = "blur", output_kind:
         else:
             log.info("%s exists but is not complete: making it again", j.output)
             todo.append((i, replace(j, redo=True)))
+    gone = [j for i, j in todo if i in missing]
+    if gone:
+        at = f"{gone[0].where}: " if gone[0].where else ""
+        more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+        raise VmatteError(f"{at}input not found: {gone[0].input}{more}; check the path"
+                          + (" (or remove that line from the manifest)" if gone[0].where else ""))
     if clash:
         more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
         raise VmatteError(f"output {clash[0]}{more} already exist{'s' if len(clash) == 1 else ''}; pass --resume to "
@@ -366,11 +386,27 @@ def run_job(job: Job, *, matter, background: str | None, output_kind: str, overw
     return res
 
 
+def throttled(send: Callable[[int, int | None], None], every: float) -> Callable[[int, int | None], None]:
+    """A progress callback (done, total) that passes updates on to `send` at most once every
+    `every` seconds, and always the last frame."""
+    last = -float("inf")
+
+    def frames(done: int, total: int | None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every or done == total:
+            last = now
+            send(done, total)
+
+    return frames
+
+
 def cpu_plan(cores: int, files: int, workers: int | None = None, threads: int | None = None) -> tuple[int, int]:
     """(workers, threads each) for a CPU batch: files side by side, each matting `threads` frames
     at once. By default one worker per two cores, the cores shared among them: on 2 cores one
-    worker with 2 threads matched two 1-thread workers in files per minute at 5-10% less CPU per
-    file, and holds one model instead of two (docs/benchmarks.md). Never more workers than files."""
+    worker with 2 threads matched two 1-thread workers in files per minute, used 4-10% less CPU
+    per file in each of three rounds (docs/benchmarks.md) and holds one model instead of two.
+    Never more workers than files."""
     if workers is None:
         workers = max(1, cores // (threads or 2))
     workers = max(1, min(workers, files))

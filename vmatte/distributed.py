@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from contextlib import suppress
 from typing import Callable
 
-from .batch import Job, JobResult, one_line, run_job
+from .batch import GPU_BACKENDS, Job, JobResult, one_line, run_job, throttled
 from .errors import VmatteError
 
 log = logging.getLogger(__name__)
 
-GPU_BACKENDS = ("torch-cuda", "tensorrt")
 PROGRESS_EVERY = 0.5  # seconds between a task's frame-count updates
 _MATTERS: dict = {}  # per Ray worker process: (factory, visible GPUs) -> built model
 
@@ -37,7 +35,9 @@ def import_ray():
 
 
 class _Tracker:
-    """Actor: per file, how many times a task started on it, where, and its latest frame count."""
+    """Actor: per running file, how many times a task started on it, where, and its latest frame
+    count. The driver drops files once it has their result (forget): a snapshot holds only the
+    files running, not every file of the batch."""
 
     def __init__(self):
         self.frames: dict[int, tuple[int, int | None]] = {}
@@ -50,7 +50,14 @@ class _Tracker:
         self.frames[i] = (0, None)
 
     def update(self, i: int, done: int, total: int | None) -> None:
-        self.frames[i] = (done, total)
+        if i in self.starts:  # not an update that arrives after forget
+            self.frames[i] = (done, total)
+
+    def forget(self, indices: list[int]) -> None:
+        for i in indices:
+            self.frames.pop(i, None)
+            self.starts.pop(i, None)
+            self.nodes.pop(i, None)
 
     def snapshot(self):
         return self.frames, self.starts, self.nodes
@@ -82,14 +89,7 @@ def _task(index: int, job: Job, matter, threads: int, opts: dict, tracker) -> Jo
         built = _matter(matter)
     except Exception as e:  # noqa: BLE001
         return JobResult(str(job.input), str(job.output), "failed", f"cannot build the model: {one_line(e)}")
-    last = [0.0]
-
-    def frames(done: int, total) -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY:
-            last[0] = now
-            tracker.update.remote(index, done, total)
-
+    frames = throttled(lambda done, total: tracker.update.remote(index, done, total), PROGRESS_EVERY)
     return run_job(job, matter=built, threads=threads, progress=frames, **opts)
 
 
@@ -160,13 +160,19 @@ def run_on_ray(todo: list[tuple[int, Job]], *, address: str, matter: Callable[[]
                 + (f" + {res['num_gpus']:g} GPU" if res["num_gpus"] else "") + " per file")
         log.info("batch: %d files as Ray tasks (%s)", len(todo), what)
         pending, reported = list(refs), {}
+        running = {i for i, _ in refs.values()}  # files whose task has not returned
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
                 frames, starts, where = ray.get(tracker.snapshot.remote())
-                done = {refs[r][0] for r in ready}
+                done = [refs[r][0] for r in ready]
+                running.difference_update(done)
+                for i in done:
+                    reported.pop(i, None)
+                if done:
+                    tracker.forget.remote(done)  # ordered before the next snapshot (same caller)
                 for i, f in frames.items():
-                    if i not in done and reported.get(i) != f and any(refs[r][0] == i for r in pending):
+                    if i in running and reported.get(i) != f:
                         reported[i] = f
                         on_frames(i, *f)
                 for ref in ready:

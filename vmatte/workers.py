@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Callable
 
-from .batch import Job, JobResult, cpu_plan, one_line, run_job
+from .batch import GPU_BACKENDS, Job, JobResult, cpu_plan, one_line, run_job, throttled
 from .errors import VmatteError
 
 log = logging.getLogger(__name__)
 
-GPU_BACKENDS = ("torch-cuda", "tensorrt")
 PROGRESS_EVERY = 0.2  # seconds between a worker's frame-count messages
 
 
@@ -50,14 +49,7 @@ def _serve(conn, matter, threads: int, device: str | None, opts: dict) -> None:
                 except Exception as e:  # noqa: BLE001
                     conn.send(("fatal", index, one_line(e)))
                     return
-            last = [0.0]
-
-            def frames(done: int, total, index=index):
-                now = time.monotonic()
-                if now - last[0] >= PROGRESS_EVERY or done == total:
-                    last[0] = now
-                    conn.send(("frames", index, done, total))
-
+            frames = throttled(lambda done, total, index=index: conn.send(("frames", index, done, total)), PROGRESS_EVERY)
             conn.send(("result", index, run_job(job, matter=built, threads=threads, progress=frames, **opts)))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass

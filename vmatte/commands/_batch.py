@@ -18,10 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text file of 'INPUT -> OUTPUT' lines, or JSON lines {\"input\", \"output\", optional "
                         "\"background\", \"output_kind\"}; relative paths are from the manifest's folder")
     g.add_argument("--output-ext", metavar="EXT",
-                   help="extension of the outputs written into the -o folder (default: the input's own, "
-                        ".mov/.png where alpha needs it)")
+                   help="extension of the outputs written into the -o folder, for one input too (default: the "
+                        "input's own, .mov/.png where alpha needs it)")
     g.add_argument("--resume", action="store_true", help="skip files whose output is already complete (after a crash)")
-    g.add_argument("--report", metavar="PATH", help="write every file's status, reason and timing as JSON")
+    g.add_argument("--report", metavar="PATH", help="write every file's status, reason and timing as JSON (an existing file: only with --overwrite)")
     g.add_argument("--workers", type=int, metavar="N", help="files processed side by side on this machine (default: from the core count)")
     g.add_argument("--threads", type=int, metavar="N", help="frames each file mattes at once (default: cores / workers)")
     g.add_argument("--devices", metavar="IDS", help="one worker per GPU, e.g. 0,1 (CUDA device ids)")
@@ -47,20 +47,25 @@ def _positive(name: str, v: int | None) -> None:
 
 def _jobs(args):
     from ..batch import Job, expand_inputs, jobs_into_folder, read_manifest, wants_batch
+    from ..io import sinks
 
     if args.manifest:
-        if args.input or args.output:
-            raise VmatteError("--manifest names every input and output; drop the other inputs and -o")
+        if args.input or args.output or args.output_ext is not None:
+            raise VmatteError("--manifest names every input and output; drop the other inputs, -o and --output-ext")
         return read_manifest(args.manifest), None
     if not args.input:
         raise VmatteError("no input given; name videos, images, folders or globs, or a --manifest")
     if not args.output:
         raise VmatteError("-o/--output is required: the folder the outputs go into (created if missing)")
-    if not wants_batch(args.input):  # one input with batch options: a batch of one, -o as given
-        return [Job(Path(args.input[0]), Path(args.output))], None
+    out_dir = Path(args.output)
+    if not wants_batch(args.input):
+        if args.output_ext is None:  # one input with batch options: a batch of one, -o as given
+            return [Job(Path(args.input[0]), out_dir)], None
+        if out_dir.suffix.lower() in sinks.VIDEO_OUT_EXTS | sinks.IMAGE_OUT_EXTS and not out_dir.is_dir():
+            raise VmatteError(f"--output-ext sets the extension of outputs written into the -o folder, but -o {out_dir} "
+                              "names a file; give -o a folder or drop --output-ext")
     needs_alpha = args.output_kind == "rgba" or (args.output_kind == "composite"
                                                  and str(args.background).strip().lower() in ("transparent", "none", "alpha"))
-    out_dir = Path(args.output)
     return jobs_into_folder(expand_inputs(args.input), out_dir, output_ext=args.output_ext, needs_alpha=needs_alpha), out_dir
 
 
@@ -81,6 +86,11 @@ def run(args) -> int:
         raise VmatteError(f"--ray-gpus {args.ray_gpus:g} needs --ray and a number of GPUs, 0 or more (e.g. 1 or 0.5)")
     if args.report and not Path(args.report).resolve().parent.is_dir():
         raise VmatteError(f"the folder of --report {args.report} does not exist; create it first")
+    if args.report and Path(args.report).is_dir():
+        raise VmatteError(f"--report {args.report} is a folder; give the path of a file")
+    if args.report and Path(args.report).exists() and not args.overwrite:
+        raise VmatteError(f"the report {args.report} already exists; pass --overwrite to replace it or choose another "
+                          "--report path" + (" (--resume cannot be combined with --overwrite)" if args.resume else ""))
     if args.ray is not None:
         from ..distributed import import_ray
 
