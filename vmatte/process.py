@@ -241,8 +241,8 @@ def process(input: str | Path, output: str | Path, *, matter: MatterLike | Calla
     if not inp.exists():
         raise VmatteError(f"input not found: {inp}; check the path")
     _sinks.check_output(out, overwrite, input=inp)
+    tparams = temporal_params(temporal)  # before the background: a bad value must not leave a video open
     bg = parse_background(background)
-    tparams = temporal_params(temporal)
     try:
         ikind, alpha = _check_kinds(inp, out, output_kind, bg)
         render = make_renderer(output_kind, bg)
