@@ -8,8 +8,6 @@ import pytest
 
 from vmatte.ops import temporal as T
 
-from _media import frame_pattern, make_video, read_video
-
 H, W = 72, 128
 
 
