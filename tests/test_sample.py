@@ -45,24 +45,11 @@ def test_camera_stays_inside_the_photo_for_any_aspect():
 @pytest.mark.parametrize("case", ["zero", "negative", "nan", "too_long", "bad_size", "odd_size", "no_folder",
                                   "bad_suffix", "exists"])
 def test_bad_sample_options_are_one_line_errors(tmp_path, capsys, case):
-    out, extra = tmp_path / "s.mp4", []
-    if case == "zero":
-        extra = ["--seconds", "0"]
-    elif case == "negative":
-        extra = ["--seconds", "-1"]
-    elif case == "nan":
-        extra = ["--seconds", "nan"]
-    elif case == "too_long":
-        extra = ["--seconds", "1e9"]
-    elif case == "bad_size":
-        extra = ["--size", "big"]
-    elif case == "odd_size":
-        extra = ["--size", "65x64"]
-    elif case == "no_folder":
-        out = tmp_path / "nope" / "s.mp4"
-    elif case == "bad_suffix":
-        out = tmp_path / "s.avi"
-    elif case == "exists":
+    options = {"zero": ["--seconds", "0"], "negative": ["--seconds", "-1"], "nan": ["--seconds", "nan"],
+               "too_long": ["--seconds", "1e9"], "bad_size": ["--size", "big"], "odd_size": ["--size", "65x64"]}
+    extra = options.get(case, [])
+    out = {"no_folder": tmp_path / "nope" / "s.mp4", "bad_suffix": tmp_path / "s.avi"}.get(case, tmp_path / "s.mp4")
+    if case == "exists":
         out.write_bytes(b"mine")
     assert main(["sample", str(out), *extra]) == 2
     err = capsys.readouterr().err
