@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .errors import VmatteError
-from .ops.temporal import guide
+from .ops.temporal import guide, max_change
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,7 @@ class MatteSmoother:
             return None
         if g is None or colour is None:
             return s
-        r, gr, b = cv2.split(cv2.absdiff(g, colour))
-        d = cv2.max(cv2.max(r, gr), b)  # [h,w] largest change of R, G, B (0..255)
+        d = max_change(g, colour)  # [h,w] largest change of R, G, B (0..255)
         w_small = np.clip(1.0 - d * np.float32(1.0 / (255.0 * self.motion_scale)), 0.0, 1.0)
         np.multiply(w_small, w_small, out=w_small)
         w_small *= np.float32(s)

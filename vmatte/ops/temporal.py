@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 __all__ = ["TemporalParams", "DEFAULT", "cell_size", "grid", "guide", "guide_i420", "cell_state", "scene_cut",
-           "neighbour_weight", "filter_window", "TemporalFilter", "smooth_stream", "changed_mask", "flicker"]
+           "neighbour_weight", "filter_window", "TemporalFilter", "smooth_stream", "changed_mask", "flicker", "max_change"]
 
 
 FLAT = 0.5 / 255  # alpha below FLAT (or above 1-FLAT) in every frame of a window: nothing to filter there
@@ -123,7 +123,7 @@ def cell_state(alpha: np.ndarray, k: int, scratch: dict | None = None) -> np.nda
     return state
 
 
-def _max_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def max_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Largest of |dR|, |dG|, |dB| per pixel of two [h,w,3] images of one dtype -> [h,w]."""
     r, g, b_ = cv2.split(cv2.absdiff(a, b))
     return cv2.max(cv2.max(r, g), b_)
@@ -140,14 +140,14 @@ def scene_cut(prev: np.ndarray, cur: np.ndarray, threshold: float = DEFAULT.cut)
     (largest of R, G, B) above `threshold`."""
     if prev.shape != cur.shape:
         return True
-    return float(cv2.mean(_max_change(prev, cur))[0]) > threshold
+    return float(cv2.mean(max_change(prev, cur))[0]) > threshold
 
 
 def neighbour_weight(g: np.ndarray, g_centre: np.ndarray, tolerance: float = DEFAULT.tolerance,
                      out: np.ndarray | None = None) -> np.ndarray:
     """Weight of a neighbour's matte per guide pixel: (1 - d/tolerance)^2 clipped at 0, with d the
     largest colour change of R, G, B -> float32 [h,w] in 0..1 (into `out` when given)."""
-    return cv2.LUT(_max_change(g, g_centre), _ramp(float(tolerance)), dst=out)
+    return cv2.LUT(max_change(g, g_centre), _ramp(float(tolerance)), dst=out)
 
 
 def _runs(cols: np.ndarray, gap: int) -> list[tuple[int, int]]:
@@ -287,7 +287,7 @@ def changed_mask(prev_rgb: np.ndarray, rgb: np.ndarray, threshold: float = 4.0, 
     `sigma` px (noise), the largest of |dR|, |dG|, |dB| (0..255) is `threshold` or more."""
     a = cv2.GaussianBlur(prev_rgb.astype(np.float32), (0, 0), sigma)
     b = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
-    return _max_change(a, b) >= threshold
+    return max_change(a, b) >= threshold
 
 
 def flicker(prev_alpha: np.ndarray, alpha: np.ndarray, changed: np.ndarray) -> tuple[float, int]:
