@@ -49,13 +49,29 @@ def summarize(ms: Sequence[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": mean, "fps": 1000.0 / mean if mean > 0 else 0.0}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def system_info() -> dict[str, Any]:
     """Device, driver and library versions for the record."""
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cpu": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
+                            "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
     import os
 
     info["cpu_count"] = os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        info["cpu_usable"] = len(os.sched_getaffinity(0))  # what this process may run on
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]  # others' work on a shared machine
     for mod in ("torch", "onnxruntime", "numpy", "cv2", "av"):
         try:
             m = __import__(mod)
@@ -132,19 +148,23 @@ def open_backend(name: str, model: str, weights: Path, **options: Any):
     are the shipped ones (so the light install, without torch, can bench them), else an export
     of `weights` in the cache (needs torch)."""
     from .backends import ModelSource, create_backend, resolve_backend
-    from .weights import shipped_onnx_dir, shipped_weights
 
     name = resolve_backend(name)
-    onnx_dir = None
-    if name in ("onnxruntime", "tensorrt"):
-        shipped = shipped_onnx_dir(model)
-        if Path(weights).resolve() == shipped_weights(model).resolve() and (shipped / "segmenter.onnx").is_file():
-            onnx_dir = shipped
-        else:
-            from .api import Matter
-
-            onnx_dir = Matter._export_onnx_cache(weights)
+    onnx_dir = onnx_dir_for(model, weights) if name in ("onnxruntime", "tensorrt") else None
     return create_backend(name, ModelSource(model, weights, onnx_dir), **options)
+
+
+def onnx_dir_for(model: str, weights: Path) -> Path:
+    """The folder of ONNX files for `weights`: the shipped one for the shipped weights, else an
+    export in the cache (needs torch)."""
+    from .weights import shipped_onnx_dir, shipped_weights
+
+    shipped = shipped_onnx_dir(model)
+    if Path(weights).resolve() == shipped_weights(model).resolve() and (shipped / "segmenter.onnx").is_file():
+        return shipped
+    from .api import Matter
+
+    return Matter._export_onnx_cache(weights)
 
 
 class _Timer:
