@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmatte.models.refiner import PATCH, Refiner, RefinerConfig, patch_scores, select_cells
+from vmatte.models.refiner import PATCH, Refiner, RefinerConfig, RefinerNet, cell_scores, patch_scores, select_cells
 from vmatte.registry import create_model, list_models
 
 
@@ -53,6 +53,33 @@ def test_patch_scores_mark_border_cells():
     assert s[0, 3] == pytest.approx(1.0) and s[0, :3].abs().max() == 0
 
 
+def test_cell_scores_match_full_resolution_scores_on_a_smooth_matte():
+    """Scoring the upsampled alpha on 8x8 samples a cell picks the same cells as scoring every pixel."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 48), torch.linspace(-1, 1, 80), indexing="ij")
+    coarse = torch.sigmoid(8 * (0.6 - (xx**2 + yy**2).sqrt()))[None, None]  # a soft disc [1,1,48,80]
+    up = torch.nn.functional.interpolate(coarse, size=(384, 640), mode="bilinear", align_corners=False)
+    full, fast = patch_scores(up), cell_scores(coarse, 6, 10)
+    assert fast.shape == full.shape == (1, 60)
+    assert (fast - full).abs().max() < 0.02
+    assert set(select_cells(fast, 12)[0].tolist()) == set(select_cells(full, 12)[0].tolist())
+
+
+@pytest.mark.parametrize("deep,context", [(False, 4), (True, 8), (False, 1)])
+def test_refiner_net_centre_crop_equals_padded_output(deep, context):
+    """The unpadded decoder on the centre gives exactly the padded net's centre (less work)."""
+    torch.manual_seed(0)
+    net = RefinerNet((8, 16), deep).eval()
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 4, PATCH + 2 * context, PATCH + 2 * context)
+    with torch.no_grad():
+        want = net(x)[..., context:-context, context:-context]
+        got = net(x, crop=context)
+    assert got.shape == (3, 1, PATCH, PATCH)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_refiner_only_changes_selected_cells():
     torch.manual_seed(0)
     r = Refiner(RefinerConfig(patches=1, context=4, widths=(4, 8))).eval()
@@ -65,7 +92,7 @@ def test_refiner_only_changes_selected_cells():
         up = torch.nn.functional.interpolate(coarse, size=(128, 192), mode="bilinear", align_corners=False)
     changed = (out - up).abs() > 0
     # Everything outside the chosen 64x64 cell is the plain upsampled alpha.
-    cell = select_cells(patch_scores(up), 1)[0, 0].item()
+    cell = select_cells(cell_scores(coarse, 128 // PATCH, 192 // PATCH), 1)[0, 0].item()
     gy, gx = divmod(cell, 192 // PATCH)
     mask = torch.zeros_like(changed)
     mask[..., gy * PATCH : (gy + 1) * PATCH, gx * PATCH : (gx + 1) * PATCH] = True

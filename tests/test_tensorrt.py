@@ -90,6 +90,7 @@ def test_header_round_trip(tmp_path):
         ({"gpu_name": "NVIDIA GeForce RTX 3060", "compute_capability": "8.6"}, "another GPU"),
         ({"trt_version": "10.3.0"}, "another TensorRT version"),
         ({"weights_sha256": "v" * 64}, "other weights"),
+        ({"graph_version": 1}, "an older vmatte graph"),
     ],
 )
 def test_stale_engine_rejected_and_rebuilt(tmp_path, caplog, other, reason):

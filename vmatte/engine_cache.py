@@ -83,6 +83,12 @@ def canonical_profile(shapes: dict[str, tuple] | ShapeProfile) -> ShapeProfile:
     return tuple(sorted(out))
 
 
+# Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
+# samples of the upsampled alpha and runs its decoder on the patch centres), so engines built from
+# an older graph are rebuilt rather than run.
+GRAPH_VERSION = 2
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything an engine depends on; its sha256 is the engine key."""
@@ -96,6 +102,7 @@ class EngineSpec:
     gpu_name: str
     compute_capability: str  # e.g. "8.6"
     batch: int = 1
+    graph_version: int = GRAPH_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "profile", canonical_profile(self.profile))
@@ -190,6 +197,7 @@ _REASONS = {
     "profile": "other input shapes",
     "precision": "another precision",
     "batch": "another batch size",
+    "graph_version": "an older vmatte graph",
 }
 
 

@@ -22,6 +22,18 @@ class RefinerConfig:
     deep: bool = False
 
 
+def _unpadded(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run `block` (a conv, or nested Sequentials of conv/BN/ReLU) with every conv unpadded: each
+    3x3 conv then trims one pixel a side instead of reading zeros past the window's edge."""
+    if isinstance(block, nn.Conv2d):
+        return F.conv2d(x, block.weight, block.bias, block.stride, 0, block.dilation, block.groups)
+    if isinstance(block, nn.Sequential):
+        for layer in block:
+            x = _unpadded(layer, x)
+        return x
+    return block(x)
+
+
 class RefinerNet(nn.Module):
     """Small encoder-decoder on [N,4,S,S] (image ⊕ upsampled coarse alpha) -> alpha correction.
     The decoder fuses the half-resolution context through a 1x1 conv (cheap at full resolution)."""
@@ -35,17 +47,41 @@ class RefinerNet(nn.Module):
         self.dec = nn.Sequential(*([ConvBNReLU(a, a)] if deep else []), ConvBNReLU(a, a))
         self.head = nn.Conv2d(a, 1, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def trailing_convs(self) -> int:
+        """3x3 convs after the fuse (decoder + head): pixels each side an unpadded decoder trims."""
+        return sum(isinstance(m, nn.Conv2d) for m in self.dec.modules()) + 1
+
+    def forward(self, x: torch.Tensor, crop: int = 0) -> torch.Tensor:
+        """x [N,4,S,S] -> correction [N,1,S-2*crop,S-2*crop]: only the centre when crop > 0.
+        The decoder and head then run unpadded on the centre plus their reach, which gives the
+        same centre as the padded [N,1,S,S] output (the centre never reads the zero padding) for
+        less work (a crop under trailing_convs() crops the padded output instead)."""
         e1 = self.enc1(x)  # [N,a,S,S]
         e2 = self.enc2(e1)  # [N,b,S/2,S/2]
         u = F.interpolate(self.lift(e2), size=e1.shape[2:], mode="bilinear", align_corners=False)
-        return self.head(self.dec(torch.relu(u + e1)))
+        S, m = x.shape[-1], crop - self.trailing_convs()
+        if crop <= 0 or m < 0:
+            out = self.head(self.dec(torch.relu(u + e1)))
+            return out[..., crop : S - crop, crop : S - crop] if crop > 0 else out
+        f = torch.relu(u + e1)[..., m : S - m, m : S - m]  # [N,a,S-2m,S-2m]
+        return _unpadded(self.head, _unpadded(self.dec, f))
+
+
+SCORE_SAMPLES = 8  # per cell side: the upsampled alpha is scored on an 8x8 grid of each 64x64 cell
 
 
 def patch_scores(alpha_up: torch.Tensor) -> torch.Tensor:
     """Border score of every 64x64 grid cell: mean of 4a(1-a). [B,1,H,W] -> [B, H/64 * W/64]."""
     u = 4.0 * alpha_up * (1.0 - alpha_up)
     return F.avg_pool2d(u, PATCH, PATCH).flatten(1)
+
+
+def cell_scores(coarse: torch.Tensor, gh: int, gw: int, samples: int = SCORE_SAMPLES) -> torch.Tensor:
+    """patch_scores of the bilinearly upsampled coarse alpha, sampled at `samples`^2 points a cell
+    (the centres of its 8x8-pixel blocks) instead of all 4096 pixels: the same interpolant, so
+    nearly the same scores, without scoring the full-resolution frame. [B,1,h,w] -> [B, gh*gw]."""
+    a = F.interpolate(coarse, size=(gh * samples, gw * samples), mode="bilinear", align_corners=False)
+    return F.avg_pool2d(4.0 * a * (1.0 - a), samples, samples).flatten(1)
 
 
 def select_cells(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -89,16 +125,16 @@ class Refiner(nn.Module):
         if self.cfg.patches <= 0:
             return up
         P, S = self.cfg.context, PATCH + 2 * self.cfg.context
-        gw = W // PATCH
+        gh, gw = H // PATCH, W // PATCH
         # Scores in float32 even in FP16 engines, so every precision refines the same cells.
-        idx = select_cells(patch_scores(up.float()), self.cfg.patches)  # [B,K]
+        idx = select_cells(cell_scores(coarse.float(), gh, gw), self.cfg.patches)  # [B,K]
         y0 = torch.div(idx, gw, rounding_mode="floor") * PATCH
         x0 = (idx % gw) * PATCH
         # S x S windows (patch plus context, edge-replicated) of the image and the upsampled alpha.
         rows, cols = _window_rows(y0, S, P, H), _window_rows(x0, S, P, W)  # [B,K,S]
         img = gather_windows(image, rows, cols)  # [B*K,3,S,S]
         base = gather_windows(up, rows, cols)  # [B*K,1,S,S]
-        delta = self.net(torch.cat([normalize_rgb(img), base], 1))[:, :, P : P + PATCH, P : P + PATCH]
+        delta = self.net(torch.cat([normalize_rgb(img), base], 1), crop=P)  # [B*K,1,64,64]
         new = torch.clamp(base[:, :, P : P + PATCH, P : P + PATCH] + delta, 0.0, 1.0)  # [B*K,1,64,64]
         # Paste the refined cells back (cells are disjoint, so the scatter is order-free).
         prow, pcol = _window_rows(y0, PATCH, 0, H), _window_rows(x0, PATCH, 0, W)
