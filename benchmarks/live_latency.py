@@ -122,10 +122,14 @@ def _cpu_ticks() -> tuple[float, float]:
     return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
-def live_run(args, matte, workers: int = 1) -> dict:
+def live_run(args, matte, workers: int | str = 1) -> dict:
+    """One live run; workers: frames in flight, or "auto" (up to 2, chosen by the in-flight policy
+    as `vmatte webcam --workers auto` does)."""
+    adaptive = str(workers) == "auto"
     with make_camera(args, realtime=True) as cam:
         loop = LiveLoop(cam, matte, [I420Sink()], background="blur", smoothing=args.smoothing,
-                        max_seconds=args.seconds, stats_every=5.0, workers=workers)
+                        max_seconds=args.seconds, stats_every=5.0, workers=2 if adaptive else int(workers),
+                        adaptive=adaptive)
         try:
             c0 = _cpu_ticks()
         except OSError:
@@ -203,7 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=None, help="generator long side (default: as `vmatte webcam`)")
     p.add_argument("--rvm", default=str(RVM), help="RVM ONNX file (skipped when absent)")
     p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm", "live", "flicker"])
-    p.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="vmatte frames in flight (matte threads)")
+    p.add_argument("--workers", nargs="+", default=["auto", 2, 1],
+                   help="vmatte frames in flight (matte threads), or auto (the webcam default: 1 or 2, measured)")
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="vmatte onnxruntime threads per session (try 1 2)")
     p.add_argument("--rvm-threads", type=int, default=0, help="RVM onnxruntime threads (0: its default)")
     args = p.parse_args(argv)
@@ -224,7 +229,10 @@ def main(argv=None) -> int:
                 break
             if "live" not in args.skip:
                 for wk in args.workers:
-                    lives.append((f"{name}, {th} thread(s)/session, {wk} in flight", live_run(args, m.matte, wk)))
+                    res = live_run(args, m.matte, wk)
+                    what = (f"auto in flight (ended at {res['in_flight']}, {res['in_flight_switches']} switches)"
+                            if str(wk) == "auto" else f"{wk} in flight")
+                    lives.append((f"{name}, {th} thread(s)/session, {what}", res))
             if frames and not flicks:
                 flicks.append((name, flicker_run(args, m.matte, frames)))
             m.close()

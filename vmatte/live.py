@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .errors import VmatteError
+from .ops.compose import blur_backdrop, blur_background, composite
 from .ops.temporal import guide, max_change
 
 log = logging.getLogger(__name__)
@@ -246,44 +247,14 @@ def static_flicker(prev_rgb: np.ndarray, rgb: np.ndarray, prev_alpha: np.ndarray
     return float(d[static].mean())
 
 
-def blur_backdrop(rgb: np.ndarray, alpha: np.ndarray | None, sigma: float = 16.0) -> np.ndarray:
-    """The blurred background for `rgb` -> uint8 [H,W,3]; the live loop's fast "blur".
-
-    Same recipe as vmatte.ops.compose.blur_background (blur weighted by the background share
-    1-alpha, so the person's colours do not halo into it), but cheaper at 720p: the blur runs at
-    1/k resolution with an integer k (about sigma/3, so OpenCV's fast integer INTER_AREA path
-    shrinks it) and the result is converted to uint8 before it is upsampled. `alpha` only steers
-    the weighting, so the previous frame's matte does (the live loop computes the backdrop while
-    the current frame is still being matted); None blurs plainly.
-    """
-    h, w = rgb.shape[:2]
-    k = int(min(8, max(1, round(sigma / 3))))
-    sw, sh = max(1, w // k), max(1, h // k)
-    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)  # [h,w,3]
-    ks = sigma * (sw / w)
-    plain = cv2.GaussianBlur(small, (0, 0), ks)
-    if alpha is None or alpha.shape != (h, w):
-        blurred = plain
-    else:
-        wb = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
-        np.subtract(np.float32(1.0), wb, out=wb)  # [h,w] background weight
-        num = cv2.GaussianBlur(small * wb[..., None], (0, 0), ks)
-        den = cv2.GaussianBlur(wb, (0, 0), ks)[..., None]
-        # Where there is almost no background nearby, fall back to the plain blur.
-        blurred = np.where(den > 1e-2, num / np.maximum(den, np.float32(1e-6)), plain)
-    return cv2.resize(cv2.convertScaleAbs(blurred), (w, h), interpolation=cv2.INTER_LINEAR)  # uint8 [H,W,3]
-
-
 def over(rgb: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """rgb*alpha + bg*(1-alpha) -> uint8 [H,W,3]; alpha float32 [H,W] already in 0..1 (no clipping pass)."""
-    return cv2.blendLinear(rgb, bg, alpha, np.subtract(np.float32(1.0), alpha))
+    """rgb*alpha + bg*(1-alpha) -> uint8 [H,W,3] (vmatte.ops.compose.composite)."""
+    return composite(rgb, alpha, bg)
 
 
 def blur_composite(rgb: np.ndarray, alpha: np.ndarray, sigma: float = 16.0) -> np.ndarray:
     """Person over their own blurred background -> uint8 [H,W,3] (blur_backdrop, then over)."""
-    if sigma <= 0:
-        return rgb.copy()
-    return over(rgb, alpha, blur_backdrop(rgb, alpha, sigma))
+    return blur_background(rgb, alpha, sigma)
 
 
 # -- stats ------------------------------------------------------------------------------------------
@@ -304,6 +275,8 @@ class LiveStats:
     interrupted: bool = False
     stopped_by: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
+    in_flight: int = 0  # frames matted at once at the end (adaptive: what the policy chose)
+    in_flight_switches: int = 0  # times the adaptive policy changed it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -334,13 +307,16 @@ class LiveLoop:
     overlapping the matting of the next frame(s). workers=1 suits a backend using every core for
     one frame; workers=2 with one-thread sessions keeps two frames in flight (more throughput on a
     2-core CPU). `matte` must be safe to call from `workers` threads at once when workers > 1.
+    adaptive: with workers > 1, let vmatte.live_policy.InFlightPolicy choose from measured matte
+    times how many of them take frames (one while one keeps up with the camera: lower latency).
     """
 
     def __init__(self, source: LiveSource, matte: Callable[[np.ndarray], np.ndarray], sinks: Iterable[LiveSink] = (),
                  *, background: Any = "blur", smoothing: float = 0.8, motion_adaptive: bool = True,
                  fps_cap: float | None = None, max_latency: float = 0.5, max_seconds: float | None = None,
                  max_frames: int | None = None, stats_every: float = 5.0,
-                 key_backgrounds: dict[str, Any] | None = None, keep_latencies: int = 100_000, workers: int = 1):
+                 key_backgrounds: dict[str, Any] | None = None, keep_latencies: int = 100_000, workers: int = 1,
+                 adaptive: bool = False):
         if int(workers) < 1:
             raise VmatteError(f"workers={workers} is invalid; use 1 (one frame matted at a time) or more")
         self.source = source
@@ -353,6 +329,8 @@ class LiveLoop:
         self.max_frames = max_frames
         self.stats_every = stats_every
         self.workers = int(workers)
+        self.adaptive = bool(adaptive) and self.workers > 1
+        self._active = self.workers  # workers allowed to take frames (the policy's choice when adaptive)
         self.key_backgrounds = dict(DEFAULT_KEY_BACKGROUNDS, **(key_backgrounds or {}))
         self._bg_lock = threading.Lock()
         self._retired: list[Any] = []
@@ -483,10 +461,14 @@ class LiveLoop:
                 return ticket, fr, picked
             return None
 
-    def _matte_worker(self) -> None:
-        """Take the freshest frame when free, matte it, hand it to the output stage; repeat."""
+    def _matte_worker(self, i: int = 0) -> None:
+        """Take the freshest frame when free, matte it, hand it to the output stage; repeat.
+        Worker i idles while the in-flight policy allows fewer than i + 1 workers."""
         try:
             while not self._stop.is_set():
+                if i >= self._active:
+                    self._stop.wait(0.005)
+                    continue
                 if not self._inflight.acquire(timeout=0.1):  # bounded: output stage is behind
                     continue
                 got = self._take()
@@ -598,7 +580,13 @@ class LiveLoop:
         self._alive = self.workers
         pollers = [s for s in self.sinks if callable(getattr(s, "poll", None))]
         cap = threading.Thread(target=self._capture, name="vmatte-capture", daemon=True)
-        workers = [threading.Thread(target=self._matte_worker, name=f"vmatte-matte-{i}", daemon=True)
+        policy = None
+        if self.adaptive:
+            from .live_policy import InFlightPolicy
+
+            policy = InFlightPolicy(self.workers, 1.0 / (self.fps_cap or getattr(self.source, "fps", None) or 30.0))
+        self._active = 1 if policy is not None else self.workers
+        workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]
         start = time.perf_counter()
         self._next_due = start
@@ -642,6 +630,8 @@ class LiveLoop:
                 self._add("wait", picked - fr.t)  # capture -> picked up by a matte worker
                 self._add("matte", t1 - t0)
                 self._add("queue", t_out - t1)  # matted -> output stage free
+                if policy is not None:
+                    self._active = policy.observe(t1 - t0, done)
                 lat = done - fr.t
                 self.latencies.append(lat)
                 self.out_indices.append(fr.index)
@@ -681,6 +671,8 @@ class LiveLoop:
         stats.dropped = self._slot.drops
         stats.late = self._late
         stats.stopped_by = self._stop_reason or "stop"
+        stats.in_flight = self._active
+        stats.in_flight_switches = policy.switches if policy is not None else 0
         stats.fps = stats.frames_out / stats.seconds if stats.seconds > 0 else 0.0
         stats.input_fps = stats.frames_in / stats.seconds if stats.seconds > 0 else 0.0
         lats = list(self.latencies)

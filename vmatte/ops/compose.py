@@ -18,6 +18,7 @@ __all__ = [
     "composite",
     "composite_color",
     "blur_image",
+    "blur_backdrop",
     "blur_background",
     "estimate_foreground",
     "premultiply",
@@ -50,19 +51,19 @@ def _check_alpha(alpha: np.ndarray, shape: Sequence[int] | None = None) -> None:
         raise ValueError(f"alpha shape {alpha.shape} does not match image {tuple(shape[:2])}; resize the matte")
 
 
-def _weights(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)
-    return a, np.float32(1.0) - a
-
-
 def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """fg*alpha + bg*(1-alpha) for uint8 RGB images [H,W,3] -> uint8 [H,W,3]."""
+    """fg*alpha + bg*(1-alpha) for uint8 RGB images [H,W,3] -> uint8 [H,W,3].
+
+    Done in 8 bits (alpha rounded to 1/255, each product rounded once: at most 1.5 levels from
+    the float blend), which is 2.5x cheaper than a float blend at 720p; alpha 1 gives fg exactly
+    and alpha 0 bg exactly. Alpha outside [0,1] (or NaN) saturates."""
     _check_alpha(alpha, fg.shape)
     if bg.shape != fg.shape:
         raise ValueError(f"background shape {bg.shape} != frame shape {fg.shape}; use cover_resize first")
-    a, b = _weights(alpha)
-    # cv2.blendLinear: (src1*w1 + src2*w2) / (w1 + w2); uint8 in/out, float32 weights, multithreaded.
-    return cv2.blendLinear(np.ascontiguousarray(fg), np.ascontiguousarray(bg), a, b)
+    a8 = cv2.multiply(np.asarray(alpha, np.float32), 255.0, dtype=cv2.CV_8U)  # [H,W], rounded, saturated
+    a3 = cv2.merge([a8, a8, a8])  # [H,W,3]
+    return cv2.add(cv2.multiply(np.ascontiguousarray(fg), a3, scale=1 / 255),
+                   cv2.multiply(np.ascontiguousarray(bg), cv2.bitwise_not(a3), scale=1 / 255))
 
 
 def composite_color(fg: np.ndarray, alpha: np.ndarray, color: Sequence[int]) -> np.ndarray:
@@ -95,30 +96,39 @@ def blur_image(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
-def blur_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float = 16.0) -> np.ndarray:
-    """Blur the background behind the person; the person stays sharp -> uint8 [H,W,3].
+def blur_backdrop(rgb: np.ndarray, alpha: np.ndarray | None, sigma: float = 16.0) -> np.ndarray:
+    """The blurred background for `rgb` -> uint8 [H,W,3], blurred as blur(I*(1-a)) / blur(1-a), so
+    the person's colours do not bleed into it as a halo.
 
-    The blur is normalised by the background weight, blur(I*(1-a)) / blur(1-a), so the person's
-    colours do not bleed into the blurred background as a halo.
+    The blur runs at 1/k resolution with an integer k (about sigma/3, so OpenCV's fast integer
+    INTER_AREA path shrinks it) and is converted to uint8 before it is upsampled. `alpha` only
+    steers the weighting, so a neighbouring frame's matte will do (the live loop computes the
+    backdrop while the frame is still being matted); None (or a matte of another size) blurs plainly.
     """
+    h, w = rgb.shape[:2]
+    k = int(min(8, max(1, round(sigma / 3))))
+    sw, sh = max(1, w // k), max(1, h // k)
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)  # [h,w,3]
+    ks = sigma * (sw / w)
+    plain = cv2.GaussianBlur(small, (0, 0), ks)
+    if alpha is None or alpha.shape != (h, w):
+        blurred = plain
+    else:
+        wb = cv2.resize(np.asarray(alpha, np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+        wb = np.clip(np.subtract(np.float32(1.0), wb, out=wb), 0.0, 1.0, out=wb)  # [h,w] background weight
+        num = cv2.GaussianBlur(small * wb[..., None], (0, 0), ks)
+        den = cv2.GaussianBlur(wb, (0, 0), ks)[..., None]
+        # Where there is almost no background nearby, fall back to the plain blur.
+        blurred = np.where(den > 1e-2, num / np.maximum(den, np.float32(1e-6)), plain)
+    return cv2.resize(cv2.convertScaleAbs(blurred), (w, h), interpolation=cv2.INTER_LINEAR)  # uint8 [H,W,3]
+
+
+def blur_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float = 16.0) -> np.ndarray:
+    """Blur the background behind the person; the person stays sharp -> uint8 [H,W,3]."""
     _check_alpha(alpha, rgb.shape)
     if sigma <= 0:
         return rgb.copy()
-    h, w = rgb.shape[:2]
-    s = _reduced(sigma)
-    sw, sh = max(1, round(w * s)), max(1, round(h * s))
-    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)  # [h,w,3]
-    wb = 1.0 - cv2.resize(np.clip(alpha, 0, 1).astype(np.float32, copy=False), (sw, sh),
-                          interpolation=cv2.INTER_AREA)  # [h,w] background weight
-    ksig = sigma * s
-    num = cv2.GaussianBlur(small * wb[..., None], (0, 0), ksig)
-    den = cv2.GaussianBlur(wb, (0, 0), ksig)[..., None]
-    plain = cv2.GaussianBlur(small, (0, 0), ksig)
-    # Where there is almost no background nearby, fall back to the plain blur.
-    blurred = np.where(den > 1e-2, num / np.maximum(den, 1e-6), plain)
-    blurred = cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
-    bg = cv2.convertScaleAbs(blurred)  # float [0,255] -> uint8 with rounding/saturation
-    return composite(rgb, alpha, bg)
+    return composite(rgb, alpha, blur_backdrop(rgb, alpha, sigma))
 
 
 def estimate_foreground(rgb: np.ndarray, alpha: np.ndarray, radius: int | None = None) -> np.ndarray:
