@@ -42,5 +42,5 @@ def test_wheel_carries_the_sample_photo_and_weights(tmp_path):
     from vmatte.sample import PHOTO
 
     assert f"vmatte/data/{PHOTO.name}" in names and "vmatte/data/README.md" in names
-    assert {"vmatte/weights/rt.safetensors", "vmatte/weights/rt/segmenter.onnx"} <= names
+    assert {"vmatte/weights/rt.safetensors", "vmatte/weights/rt/segmenter.onnx", "vmatte/weights/rt/segmenter.int8.onnx"} <= names
     assert "License-Expression: MIT" in meta

@@ -62,10 +62,17 @@ class Matter:
 
     model: registered variant (list_models(); those in list_models(shipped=True) need no weights); backend: "auto", "onnxruntime", "torch",
     "torch-cuda" or "tensorrt"; size: generator long side in pixels (default: the model's);
-    weights: a .safetensors file (default: the shipped one)."""
+    weights: a .safetensors file (default: the shipped one); precision: "fp32" or "int8" (onnxruntime's
+    <component>.int8.onnx files: opt-in, hardly faster on the CPUs measured)."""
 
-    def __init__(self, model: str = "rt", backend: str = "auto", size: int | None = None, weights: str | Path | None = None, **backend_options: Any):
+    def __init__(self, model: str = "rt", backend: str = "auto", size: int | None = None, weights: str | Path | None = None,
+                 precision: str = "fp32", **backend_options: Any):
+        from .backends import backend_for_precision
         from .registry import list_models
+
+        backend = backend_for_precision(backend, precision)  # int8: onnxruntime only
+        if precision == "int8":
+            backend_options["precision"] = precision
 
         if model not in list_models():
             raise VmatteError(f"unknown model {model!r}; valid models: {', '.join(list_models())}")

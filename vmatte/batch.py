@@ -106,6 +106,7 @@ class MatterSpec:
     backend: str = "auto"
     size: int | None = None
     weights: str | None = None
+    precision: str = "fp32"
 
     def __call__(self):
         try:
@@ -113,7 +114,7 @@ class MatterSpec:
         except ImportError as e:
             raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
         kw = {"weights": self.weights} if self.weights else {}
-        return Matter(model=self.model, backend=self.backend, size=self.size, **kw)
+        return Matter(model=self.model, backend=self.backend, size=self.size, precision=self.precision, **kw)
 
 
 @dataclass

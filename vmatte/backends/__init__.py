@@ -19,7 +19,10 @@ _BACKEND_MODULES = {
 }
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime", "torch")
 
-__all__ = ["Backend", "ModelSource", "COMPONENT_IO", "backend_names", "get_backend_class", "create_backend", "resolve_backend"]
+__all__ = ["Backend", "ModelSource", "COMPONENT_IO", "backend_names", "get_backend_class", "create_backend", "resolve_backend",
+           "PRECISIONS", "backend_for_precision"]
+
+PRECISIONS = ("fp32", "int8")  # Matter(precision=...): int8 is an opt-in CPU precision of onnxruntime
 
 
 def backend_names() -> list[str]:
@@ -55,6 +58,19 @@ def resolve_backend(name: str = "auto") -> str:
             return cand
         reasons.append(f"{cand}: {why}")
     raise VmatteError("no backend is available (" + "; ".join(reasons) + "); pip install onnxruntime")
+
+
+def backend_for_precision(backend: str, precision: str) -> str:
+    """The backend to ask for at `precision`: int8 runs only on onnxruntime (QDQ files made at
+    release time), so `auto` becomes onnxruntime and any other backend is refused."""
+    if precision not in PRECISIONS:
+        raise VmatteError(f"precision {precision!r} is not known; use {' or '.join(PRECISIONS)}")
+    if precision == "int8" and backend == "auto":
+        return "onnxruntime"
+    if precision == "int8" and backend != "onnxruntime":
+        raise VmatteError(f"precision int8 runs on the onnxruntime backend only, not {backend!r}; "
+                          "pass --backend onnxruntime, or --precision fp32")
+    return backend
 
 
 def create_backend(name: str, source: ModelSource, **options: Any) -> Backend:

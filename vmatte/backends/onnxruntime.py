@@ -26,12 +26,22 @@ class OnnxRuntimeBackend(Backend):
             return False, "onnxruntime is not installed; pip install onnxruntime"
         return True, ""
 
-    def __init__(self, source: ModelSource, threads: int | None = None, providers: list[str] | None = None, **_: Any):
+    precisions = ("fp32", "int8")
+
+    def __init__(self, source: ModelSource, threads: int | None = None, providers: list[str] | None = None,
+                 precision: str = "fp32", **_: Any):
+        """precision "int8" loads <component>.int8.onnx (made at release time by vmatte.export.quantize)
+        instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md)."""
         import onnxruntime as ort
+
+        if precision not in self.precisions:
+            raise VmatteError(f"precision {precision!r} is not supported by the onnxruntime backend; use 'fp32' or 'int8'")
+        self.precision = precision
 
         if source.onnx_dir is None:
             raise VmatteError(f"model {source.model!r} has no ONNX export; run `vmatte export --model {source.model} --format onnx` first")
         self.sessions: dict[str, Any] = {}
+        self.files: dict[str, Path] = {}  # the model file each session runs
         self._outputs = ThreadScratch(limit=12)  # output arrays, per thread, component and shape
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -41,11 +51,15 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         providers = providers or ["CPUExecutionProvider"]
         for comp in COMPONENT_IO:
-            path = Path(source.onnx_dir) / f"{comp}.onnx"
+            path = Path(source.onnx_dir) / (f"{comp}.int8.onnx" if precision == "int8" else f"{comp}.onnx")
+            if not path.is_file() and precision == "int8":
+                raise VmatteError(f"int8 file {path} is missing; make it with `python -m vmatte.export.quantize "
+                                  f"{source.onnx_dir} --calib PHOTOS_OR_VIDEOS` (needs vmatte[torch]), or use --precision fp32")
             if not path.is_file():
                 raise VmatteError(f"ONNX file {path} is missing; run `vmatte export --model {source.model} --format onnx`")
             try:
                 self.sessions[comp] = ort.InferenceSession(str(path), opts, providers=providers)
+                self.files[comp] = path
             except Exception as e:
                 raise VmatteError(f"ONNX file {path} is damaged ({str(e).splitlines()[0]}); re-export it with `vmatte export`") from None
 

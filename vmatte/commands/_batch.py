@@ -70,10 +70,12 @@ def _jobs(args):
 
 
 def run(args) -> int:
+    from ..backends import backend_for_precision
     from ..batch import BatchInterrupted, MatterSpec, run_batch
 
     for name in ("workers", "threads"):
         _positive(name, getattr(args, name))
+    args.backend = backend_for_precision(args.backend, args.precision)  # int8: onnxruntime, CPU workers
     devices = None
     if args.devices is not None:
         devices = [d.strip() for d in args.devices.split(",")]
@@ -125,7 +127,8 @@ def run(args) -> int:
     old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     interrupted = False
     try:
-        report = run_batch(jobs, matter=MatterSpec(args.model, args.backend, args.size), background=args.background,
+        report = run_batch(jobs, matter=MatterSpec(args.model, args.backend, args.size, precision=args.precision),
+                           background=args.background,
                            output_kind=args.output_kind, resume=args.resume, overwrite=args.overwrite,
                            workers=args.workers, threads=args.threads, devices=devices, retries=args.retries,
                            ray=args.ray, gpus_per_task=args.ray_gpus, progress=progress, process_options=extra)

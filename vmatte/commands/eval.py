@@ -25,6 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder with image/ (or images/) and alpha/ (or alphas/, mask/, masks/)")
     p.add_argument("--model", default="rt", help="model variant (default: rt)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, torch-cuda or tensorrt")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
+                        "on the CPUs measured) (default: fp32)")
     p.add_argument("--size", type=int, default=None, help="generator long side in px (default: the model's)")
     p.add_argument("--weights", default=None, help="a .safetensors file instead of the shipped weights")
     p.add_argument("--masks", action="store_true",
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..api import Matter
 
-    kwargs = {"model": args.model, "backend": args.backend}
+    kwargs = {"model": args.model, "backend": args.backend, "precision": args.precision}
     if args.size is not None:
         kwargs["size"] = args.size
     if args.weights is not None:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     matter = Matter(**kwargs)
     try:
-        score(f"vmatte {args.model} ({matter.backend_name})", matter.matte)
+        score(f"vmatte {args.model} ({matter.backend_name}{', int8' if args.precision == 'int8' else ''})", matter.matte)
         if args.compare_mask:
             score(f"{args.model} segmenter mask", matter.segment)
     finally:

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
+                        "on the CPUs measured) (default: fp32)")
     p.add_argument("--size", type=int, default=None,
                    help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 256 for rt)")
     p.add_argument("--temporal", default="on", choices=["on", "off"],
@@ -68,7 +71,7 @@ def run(args) -> int:
             from ..api import Matter
         except ImportError as e:
             raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
-        return Matter(model=args.model, backend=args.backend, size=args.size)
+        return Matter(model=args.model, backend=args.backend, size=args.size, precision=args.precision)
 
     bar = None
     progress = None

@@ -64,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights; others need --weights)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
+                        "on the CPUs measured) (default: fp32)")
     p.add_argument("--weights", default=None, help="weights .safetensors (default: the shipped ones)")
     p.add_argument("--size", type=int, default=None,
                    help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "
@@ -97,6 +100,7 @@ def resolve_workers(spec: str | int, backend: str, cpus: int | None = None) -> i
 
 def run(args) -> int:
     from ..api import Matter
+    from ..backends import backend_for_precision
     from ..io.camera import open_camera
     from ..io.vcam import NullSink, PreviewWindow, Recorder, VirtualCamera
     from ..live import LiveLoop
@@ -128,8 +132,9 @@ def run(args) -> int:
         if not sinks:
             sinks.append(NullSink())
         opts = {"threads": args.threads} if args.threads else {}
-        matter = Matter(model=args.model, backend=args.backend, size=live_size(args.size, args.backend),
-                        weights=args.weights, **opts)
+        backend = backend_for_precision(args.backend, args.precision)  # int8: onnxruntime
+        matter = Matter(model=args.model, backend=backend, size=live_size(args.size, backend),
+                        weights=args.weights, precision=args.precision, **opts)
         stack.callback(matter.close)
         workers = resolve_workers(args.workers, matter.backend_name)
         keys = {"color": args.color}
