@@ -93,3 +93,31 @@ def test_weights_of_another_model_are_refused(tmp_path):
 def test_size_out_of_range(random_weights, size):
     with pytest.raises(VmatteError, match=f"--size {size} is out of range; use 64 to 8192"):
         Matter("rt", backend="torch", weights=random_weights, size=size)
+
+
+def test_refiner_runs_only_when_the_frame_is_enough_larger_than_the_generator(random_weights):
+    """Small frames skip the refiner (the generator already saw them near full size) and get the
+    coarse alpha upsampled as the refiner would have upsampled it; large frames are refined."""
+    import cv2
+
+    from vmatte.api import needs_refiner
+
+    m = Matter("rt", backend="torch", weights=random_weights, size=256)
+    calls: list[str] = []
+    run = m.backend.run
+    m.backend.run = lambda comp, **kw: (calls.append(comp), run(comp, **kw))[1]
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    a = m.matte(small)
+    assert calls == ["segmenter", "generator"] and a.shape == (240, 320)
+    # The skip path gives the upsampled coarse alpha, clipped, over the frame.
+    from vmatte.api import prepare
+
+    _, low = prepare(small, 256, full=False)
+    coarse = np.asarray(run("generator", image=low, mask=run("segmenter", image=low)))[0, 0]
+    want = cv2.resize(coarse, (320, 256), interpolation=cv2.INTER_LINEAR)[:240]
+    assert np.abs(a - want).max() < 1e-5
+    calls.clear()
+    m.matte(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
+    assert calls == ["segmenter", "generator", "refiner"]
+    assert not needs_refiner((256, 320), (208, 256)) and needs_refiner((768, 1280), (160, 256))

@@ -22,29 +22,42 @@ log = logging.getLogger(__name__)
 # The generator's long side (--size): four segmenter strides at least; at most the largest frame
 # side vmatte takes (vmatte.process.MAX_SIDE), beyond which the generator already runs at full size.
 MIN_LONG_SIDE, MAX_LONG_SIDE = 4 * SEG_STRIDE, 8192
+# The refiner re-predicts border cells the generator saw at low resolution. When the generator
+# already ran at 2/3 of the frame's size or more, it adds nothing measurable (dev set at 320 px:
+# MSE 11.13 with it, 10.98 without; docs/benchmarks.md) and costs as much as the generator, so
+# the coarse alpha is only upsampled.
+REFINE_MIN_SCALE = 1.5
+
+
+def needs_refiner(full_shape: Sequence[int], low_shape: Sequence[int]) -> bool:
+    """Whether the frame is enough larger than the generator's input for the refiner to run."""
+    return max(full_shape[-2] / low_shape[-2], full_shape[-1] / low_shape[-1]) > REFINE_MIN_SCALE
 
 def to_nchw(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H,W,3] -> float32 [1,3,H,W] in [0,1], into `out` when given. Reusing `out` avoids
-    page faults on a fresh 12 MB array every 720p frame (several ms on a small CPU)."""
+    page faults on a fresh 12 MB array every 720p frame (several ms on a small CPU); splitting the
+    planes first (OpenCV) and scaling each contiguously is faster than one strided pass."""
     if out is None:
         out = np.empty((1, 3, *rgb.shape[:2]), np.float32)
-    np.multiply(rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out[0], casting="unsafe")
+    for c, plane in enumerate(cv2.split(np.ascontiguousarray(rgb))):
+        np.multiply(plane, np.float32(1.0 / 255.0), out=out[0, c], casting="unsafe")
     return out
 
 
 _full_buffers = ThreadScratch(limit=4)  # the padded full-resolution input, per thread and shape
 
 
-def prepare(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+def prepare(rgb: np.ndarray, long_side: int, full: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """Host pre-processing of one frame: (full [1,3,Hp,Wp] edge-padded to whole refiner cells,
     low [1,3,h,w], the padded frame area-downscaled, for segmenter and generator). `full` is a
-    per-thread buffer, valid until the same thread prepares its next frame."""
+    per-thread buffer, valid until the same thread prepares its next frame; None when full=False
+    (no refiner pass, so no full-resolution float copy)."""
     H, W = rgb.shape[:2]
     (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     padded = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
     low = to_nchw(cv2.resize(padded, (w, h), interpolation=cv2.INTER_AREA))
     shape = (1, 3, Hp, Wp)
-    return to_nchw(padded, _full_buffers.get(shape, shape)), low
+    return (to_nchw(padded, _full_buffers.get(shape, shape)) if full else None), low
 
 
 def check_frame(rgb: Any) -> np.ndarray:
@@ -134,21 +147,27 @@ class Matter:
         """The segmenter's coarse person mask, upsampled to H x W float32."""
         rgb = check_frame(rgb)
         H, W = rgb.shape[:2]
-        full, low = prepare(rgb, self.long_side)
+        (Hp, Wp), _ = frame_sizes(H, W, self.long_side)
+        _, low = prepare(rgb, self.long_side, full=False)
         with self._serial:
             mask = np.array(np.asarray(self.backend.run("segmenter", image=low))[0, 0], copy=True)
         # The mask covers the padded frame: upsample to that, then crop the frame.
-        return cv2.resize(mask, (full.shape[3], full.shape[2]), interpolation=cv2.INTER_LINEAR)[:H, :W].copy()
+        return cv2.resize(mask, (Wp, Hp), interpolation=cv2.INTER_LINEAR)[:H, :W].copy()
 
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         """Alpha matte of one H x W x 3 uint8 RGB frame: H x W float32 in [0, 1]."""
         rgb = check_frame(rgb)
         H, W = rgb.shape[:2]
-        full, low = prepare(rgb, self.long_side)
+        (Hp, Wp), low_hw = frame_sizes(H, W, self.long_side)
+        refine = needs_refiner((Hp, Wp), low_hw)
+        full, low = prepare(rgb, self.long_side, full=refine)
         be = self.backend
         with self._serial:
             mask = be.run("segmenter", image=low)
             coarse = be.run("generator", image=low, mask=mask)
+            if not refine:  # bilinear with half-pixel centres, as the refiner upsamples
+                up = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)
+                return np.clip(up[:H, :W], 0.0, 1.0)
             alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
             # Always a copy: backends may return a buffer they reuse on the next call.
             return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)

@@ -72,8 +72,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "
                         "where it keeps 720p inside the latency budget; the model's own on a GPU)")
     p.add_argument("--workers", default="auto",
-                   help="frames matted at once: 1, 2, ... or auto (2 for onnxruntime on a CPU with 2+ cores, "
-                        "else 1); more gives throughput on small CPUs (default: auto)")
+                   help="frames matted at once: 1, 2, ... or auto: on onnxruntime with 2+ cores, one while one keeps "
+                        "up with the camera (lowest latency) and two when it cannot, re-measured as it runs; else 1 "
+                        "(default: auto)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads per model session (default: 1; 1 per frame in flight is fastest on 2 cores)")
     p.add_argument("--max-latency", type=float, default=0.5,
@@ -85,8 +86,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def resolve_workers(spec: str | int, backend: str, cpus: int | None = None) -> int:
-    """--workers value -> frames in flight. auto: 2 for onnxruntime when the CPU has 2+ cores
-    (one-thread sessions, two frames matted at once: measured best on 2 cores), else 1."""
+    """--workers value -> the most frames in flight. auto: 2 for onnxruntime when the CPU has 2+
+    cores (one-thread sessions; the live loop's in-flight policy then uses 1 or 2), else 1."""
     import os
 
     s = str(spec).strip().lower()
@@ -150,7 +151,7 @@ def run(args) -> int:
         loop = LiveLoop(cam, matter.matte, sinks, background=args.background, smoothing=args.smoothing,
                         motion_adaptive=not args.no_motion_adaptive, fps_cap=args.fps, max_latency=args.max_latency,
                         max_seconds=args.max_seconds, stats_every=args.stats_every, key_backgrounds=keys,
-                        workers=workers)
+                        workers=workers, adaptive=str(args.workers).strip().lower() == "auto")
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
             old = signal.signal(signal.SIGTERM, lambda *_: loop.stop("SIGTERM"))
             stack.callback(signal.signal, signal.SIGTERM, old)
