@@ -308,7 +308,8 @@ class LiveLoop:
     one frame; workers=2 with one-thread sessions keeps two frames in flight (more throughput on a
     2-core CPU). `matte` must be safe to call from `workers` threads at once when workers > 1.
     adaptive: with workers > 1, let vmatte.live_policy.InFlightPolicy choose from measured matte
-    times how many of them take frames (one while one keeps up with the camera: lower latency).
+    times how many of them take frames (one while mattes stay well under the camera interval, all
+    of them when they come close).
     """
 
     def __init__(self, source: LiveSource, matte: Callable[[np.ndarray], np.ndarray], sinks: Iterable[LiveSink] = (),
@@ -631,7 +632,7 @@ class LiveLoop:
                 self._add("matte", t1 - t0)
                 self._add("queue", t_out - t1)  # matted -> output stage free
                 if policy is not None:
-                    self._active = policy.observe(t1 - t0, done)
+                    self._active = policy.observe(t1 - t0)
                 lat = done - fr.t
                 self.latencies.append(lat)
                 self.out_indices.append(fr.index)

@@ -72,9 +72,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "
                         "where it keeps 720p inside the latency budget; the model's own on a GPU)")
     p.add_argument("--workers", default="auto",
-                   help="frames matted at once: 1, 2, ... or auto: on onnxruntime with 2+ cores, one while one keeps "
-                        "up with the camera (lowest latency) and two when it cannot, re-measured as it runs; else 1 "
-                        "(default: auto)")
+                   help="frames matted at once: 1, 2, ... or auto: on onnxruntime with 2+ cores, one while the matte "
+                        "takes well under a camera frame interval and two when it comes close, re-measured as it "
+                        "runs; else 1 (default: auto)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads per model session (default: 1; 1 per frame in flight is fastest on 2 cores)")
     p.add_argument("--max-latency", type=float, default=0.5,
