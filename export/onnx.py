@@ -1,6 +1,7 @@
 """ONNX export of the three components (opset 17, dynamic batch and spatial axes), FP32 or FP16.
 
-Each file carries metadata props (vmatte version, model, component, precision, weights sha256) and
+Each file carries metadata props (vmatte version, model, component, precision, graph version,
+weights sha256) and
 passes onnx.checker before it replaces an older file."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vmatte.backends.base import COMPONENT_IO
+from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def export_component(model, component: str, path: str | Path, half: bool = False
         axes["mask"] = {0: "batch", 2: "image_h", 3: "image_w"}
     axes[out] = {0: "batch", 2: "out_h", 3: "out_w"}
     tmp = path.with_name(path.name + ".partial")
-    meta = {"vmatte_component": component, "vmatte_precision": "fp16" if half else "fp32"}
+    meta = {"vmatte_component": component, "vmatte_precision": "fp16" if half else "fp32",
+            "vmatte_graph_version": str(GRAPH_VERSION)}
     try:
         from vmatte import __version__
 

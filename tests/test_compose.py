@@ -64,3 +64,50 @@ def test_cover_resize_and_pad():
     assert out.shape == (20, 20, 3) and out[10, 10, 0] == 255  # centre crop keeps the middle
     odd = np.zeros((5, 7, 3), np.uint8)
     assert compose.pad_to_even(odd).shape == (6, 8, 3)
+
+
+def test_composite_8bit_blend_is_within_1_5_levels_of_the_float_blend():
+    rng = np.random.default_rng(1)
+    fg = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    a = rng.random((60, 70)).astype(np.float32)
+    a[:10] = 1.0
+    a[10:20] = 0.0
+    out = compose.composite(fg, a, bg).astype(np.float64)
+    ref = fg * a[..., None].astype(np.float64) + bg * (1.0 - a[..., None])
+    assert np.abs(out - ref).max() <= 1.5
+    assert (out[:10] == fg[:10]).all() and (out[10:20] == bg[10:20]).all()  # exact at alpha 1 and 0
+
+
+def test_composite_alpha_outside_0_1_and_bad_images():
+    fg = np.full((1, 6, 3), 200, np.uint8)
+    bg = np.full((1, 6, 3), 10, np.uint8)
+    a = np.array([[1.7, -0.4, np.nan, np.inf, -np.inf, 0.5]], np.float32)
+    assert compose.composite(fg, a, bg)[0, :, 0].tolist() == [200, 10, 10, 10, 10, 105]
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        compose.composite(fg.astype(np.float32), a, bg.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        compose.composite(np.dstack([fg, fg[..., :1]]), a, np.dstack([bg, bg[..., :1]]))
+
+
+def test_blur_backdrop_is_the_background_weighted_blur():
+    """The backdrop (blur at 1/k resolution, uint8 before the upsample) stays close to a
+    full-resolution float blur(I*(1-a)) / blur(1-a) away from the person, and sigma 0 is a copy."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    rgb = cv2.resize(small, (160, 120), interpolation=cv2.INTER_CUBIC)  # smooth texture
+    a = np.zeros((120, 160), np.float32)
+    a[30:90, 60:100] = 1.0
+    rgb[30:90, 60:100] = (255, 0, 255)  # a person of a colour the background lacks: a plain blur halos it
+    wb = 1.0 - a
+    num = cv2.GaussianBlur(rgb.astype(np.float32) * wb[..., None], (0, 0), 16)
+    den = cv2.GaussianBlur(wb, (0, 0), 16)[..., None]
+    ref = num / np.maximum(den, 1e-6)
+    got = compose.blur_backdrop(rgb, a, 16.0).astype(np.float32)
+    far = np.ones((120, 160), bool)
+    far[20:100, 50:110] = False  # away from the person's edge
+    assert np.abs(got - ref)[far].mean() < 3.0
+    assert np.abs(compose.blur_backdrop(rgb, None, 16.0).astype(np.float32) - ref)[far].mean() > 4.0  # unweighted
+    assert (compose.blur_backdrop(rgb, a, 0.0) == rgb).all()

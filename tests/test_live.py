@@ -483,27 +483,6 @@ def test_smoother_two_phases_equal_call_and_reuse_buffers():
     assert kept[1] is kept[3] and kept[0] is not kept[1]  # two buffers in turn after the first frame
 
 
-def test_blur_composite_close_to_compose_blur_and_keeps_person():
-    from vmatte.live import blur_backdrop, blur_composite
-    from vmatte.ops.compose import blur_background
-
-    rng = np.random.default_rng(3)
-    rgb = cv2_blur(rng.integers(0, 255, (180, 320, 3), np.uint8))
-    alpha = np.zeros((180, 320), np.float32)
-    alpha[40:140, 100:220] = 1.0
-    fast, ref = blur_composite(rgb, alpha, 16.0), blur_background(rgb, alpha, 16.0)
-    assert fast.dtype == np.uint8 and fast.shape == rgb.shape
-    np.testing.assert_array_equal(fast[40:140, 100:220], rgb[40:140, 100:220])  # person stays sharp
-    assert np.abs(fast.astype(np.int16) - ref).mean() < 3.0
-    assert blur_backdrop(rgb, None, 16.0).std() < rgb.std()  # plain blur when no matte is known yet
-
-
-def cv2_blur(img):
-    import cv2
-
-    return cv2.GaussianBlur(img, (0, 0), 2)
-
-
 def test_webcam_workers_option():
     from vmatte.commands.webcam import resolve_workers
 

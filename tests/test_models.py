@@ -54,7 +54,7 @@ def test_patch_scores_mark_border_cells():
 
 
 def test_cell_scores_match_full_resolution_scores_on_a_smooth_matte():
-    """Scoring the upsampled alpha on 8x8 samples a cell picks the same cells as scoring every pixel."""
+    """Scoring the upsampled alpha on 16x16 samples a cell picks the same cells as scoring every pixel."""
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 48), torch.linspace(-1, 1, 80), indexing="ij")
     coarse = torch.sigmoid(8 * (0.6 - (xx**2 + yy**2).sqrt()))[None, None]  # a soft disc [1,1,48,80]
     up = torch.nn.functional.interpolate(coarse, size=(384, 640), mode="bilinear", align_corners=False)

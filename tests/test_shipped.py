@@ -24,16 +24,24 @@ def test_shipped_weights_have_a_card():
         assert key in card, f"model card lacks {key!r}"
 
 
-def test_shipped_onnx_matches_weights():
+def test_shipped_onnx_matches_weights_and_graphs():
+    from vmatte.backends.base import GRAPH_VERSION
+
     sha = file_sha256(shipped_weights("rt"))
     for c in COMPONENTS:
-        assert read_metadata(shipped_onnx_dir("rt") / f"{c}.onnx")["weights_sha256"] == sha, f"{c}.onnx is stale: re-run python -m vmatte.training.release"
+        meta = read_metadata(shipped_onnx_dir("rt") / f"{c}.onnx")
+        assert meta["weights_sha256"] == sha, f"{c}.onnx is stale: re-run python -m vmatte.training.release"
+        assert meta.get("vmatte_graph_version") == str(GRAPH_VERSION), f"{c}.onnx holds an older graph: re-export it"
 
 
-def test_shipped_onnx_parity_with_torch(blob_frame):
+@pytest.mark.parametrize("shape", [(200, 300), (720, 1280)])  # refiner skipped / run
+def test_shipped_onnx_parity_with_torch(blob_frame, shape):
     pytest.importorskip("torch")
-    a = Matter("rt", backend="onnxruntime").matte(blob_frame)
-    b = Matter("rt", backend="torch").matte(blob_frame)
+    import cv2
+
+    frame = cv2.resize(blob_frame, shape[::-1], interpolation=cv2.INTER_LINEAR)
+    a = Matter("rt", backend="onnxruntime").matte(frame)
+    b = Matter("rt", backend="torch").matte(frame)
     assert np.abs(a - b).max() < 1e-3
 
 

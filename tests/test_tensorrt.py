@@ -776,4 +776,9 @@ def test_backend_chain_runs_inside_the_gpu_route(backend, fake_trt, tmp_path):
     frames, _, _ = read_video(tmp_path / "a.mp4")
     assert res.frames == len(frames) == 10 and abs(float(frames[3][0].mean()) - 64) < 3
     executed = [c[1] for c in fake_trt.calls if c[0] == "execute_async_v3"]
-    assert executed[-3:] == ["segmenter", "generator", "refiner"] and len(executed) == 3 * (10 + 1)
+    # Frames this small (72x128 at long side 256) skip the refiner, as Matter.matte does ...
+    assert executed[-2:] == ["segmenter", "generator"] and len(executed) == 2 * (10 + 1)
+    # ... and run it when the generator works at a quarter of their size.
+    out = MattingProgram(backend, 64, background=None, out_format="alpha")(torch.zeros(72, 128, 3, dtype=torch.uint8))
+    executed = [c[1] for c in fake_trt.calls if c[0] == "execute_async_v3"]
+    assert tuple(out.shape) == (72, 128) and executed[-3:] == ["segmenter", "generator", "refiner"]

@@ -14,7 +14,7 @@ import numpy as np
 from .backends import ModelSource, create_backend, resolve_backend
 from .backends.base import ThreadScratch
 from .errors import VmatteError
-from .ops.sizes import SEG_STRIDE, frame_sizes
+from .ops.sizes import SEG_STRIDE, frame_sizes, needs_refiner
 from .weights import read_header, shipped_onnx_dir, shipped_weights
 
 log = logging.getLogger(__name__)
@@ -22,16 +22,7 @@ log = logging.getLogger(__name__)
 # The generator's long side (--size): four segmenter strides at least; at most the largest frame
 # side vmatte takes (vmatte.process.MAX_SIDE), beyond which the generator already runs at full size.
 MIN_LONG_SIDE, MAX_LONG_SIDE = 4 * SEG_STRIDE, 8192
-# The refiner re-predicts border cells the generator saw at low resolution. When the generator
-# already ran at 2/3 of the frame's size or more, it adds nothing measurable (dev set at 320 px:
-# MSE 11.13 with it, 10.98 without; docs/benchmarks.md) and costs as much as the generator, so
-# the coarse alpha is only upsampled.
-REFINE_MIN_SCALE = 1.5
 
-
-def needs_refiner(full_shape: Sequence[int], low_shape: Sequence[int]) -> bool:
-    """Whether the frame is enough larger than the generator's input for the refiner to run."""
-    return max(full_shape[-2] / low_shape[-2], full_shape[-1] / low_shape[-1]) > REFINE_MIN_SCALE
 
 def to_nchw(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H,W,3] -> float32 [1,3,H,W] in [0,1], into `out` when given. Reusing `out` avoids
@@ -119,11 +110,13 @@ class Matter:
 
     @staticmethod
     def _export_onnx_cache(weights: Path) -> Path:
-        """ONNX export of user weights for onnxruntime, cached by the weights' hash."""
+        """ONNX export of user weights for onnxruntime, cached by the weights' hash and the graph
+        version (a newer vmatte's graphs are exported afresh)."""
+        from .backends.base import GRAPH_VERSION
         from .engine_cache import cache_dir
         from .weights import file_sha256
 
-        out = cache_dir() / "onnx" / file_sha256(weights)[:16]
+        out = cache_dir() / "onnx" / f"{file_sha256(weights)[:16]}-g{GRAPH_VERSION}"
         if not (out / "refiner.onnx").is_file():
             try:
                 from .export.onnx import export_onnx

@@ -204,7 +204,9 @@ def bench_model(backend, long_side: int, h: int, w: int, frames: int = 100, warm
     cuda = getattr(backend, "device", "cpu") == "cuda"
     prepared = []
     for k in range(inputs):
-        fulls, lows = zip(*(prepare(random_frame(h, w, seed=k * batch + b), long_side) for b in range(batch)))
+        # prepare's full-resolution array is a per-thread buffer: copy each before the next call.
+        fulls, lows = zip(*((f.copy(), lo) for f, lo in (prepare(random_frame(h, w, seed=k * batch + b), long_side)
+                                                          for b in range(batch))))
         prepared.append((np.concatenate(fulls), np.concatenate(lows)))
     if cuda:
         import torch

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .backends.base import GRAPH_VERSION
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"VMTRTENG"
@@ -82,11 +84,6 @@ def canonical_profile(shapes: dict[str, tuple] | ShapeProfile) -> ShapeProfile:
         out.append((str(name), tuple(tuple(int(d) for d in s) for s in mmo)))
     return tuple(sorted(out))
 
-
-# Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
-# samples of the upsampled alpha and runs its decoder on the patch centres), so engines built from
-# an older graph are rebuilt rather than run.
-GRAPH_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,9 @@ def gaussian_blur_torch(x, sigma: float):
 
 def blur_background_torch(x, alpha, sigma: float = 16.0):
     """Blur the background behind the person: x [N,3,H,W], alpha [N,1,H,W] -> [N,3,H,W].
-    Background-weighted blur at reduced resolution, as vmatte.ops.compose.blur_background."""
+    Background-weighted blur at reduced resolution: the recipe of vmatte.ops.compose.blur_background
+    (blur(I*(1-a)) / blur(1-a)), in float on the device (the host version shrinks by an integer
+    factor and upsamples in uint8, so the two differ by a few levels)."""
     import torch
     import torch.nn.functional as F
 
@@ -273,7 +275,7 @@ class MattingProgram:
     With a CUDA backend that has graphs, the whole program (conversion, model, compositing) is one
     CUDA graph per frame size."""
 
-    def __init__(self, backend, long_side: int = 256, background: Any = "blur", in_format: str = "rgb24",
+    def __init__(self, backend, long_side: int = 224, background: Any = "blur", in_format: str = "rgb24",
                  out_format: str = "rgb24", blur_sigma: float = 16.0, graphs: bool | None = None,
                  compile: bool = False, alpha_in: bool = False):
         if in_format not in IN_FORMATS:

@@ -30,8 +30,7 @@ from .ops.temporal import guide, max_change
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LatestSlot", "MatteSmoother", "LiveLoop", "LiveStats", "ema", "motion_map", "static_flicker", "blur_composite",
-           "blur_backdrop", "over",
+__all__ = ["LatestSlot", "MatteSmoother", "LiveLoop", "LiveStats", "ema", "motion_map", "static_flicker",
            "DEFAULT_KEY_BACKGROUNDS"]
 
 MOTION_WORK_SIDE = 160  # long side (px) at which motion_map() computes frame differences
@@ -245,16 +244,6 @@ def static_flicker(prev_rgb: np.ndarray, rgb: np.ndarray, prev_alpha: np.ndarray
         return float("nan")
     d = cv2.absdiff(np.asarray(alpha, np.float32), np.asarray(prev_alpha, np.float32))
     return float(d[static].mean())
-
-
-def over(rgb: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """rgb*alpha + bg*(1-alpha) -> uint8 [H,W,3] (vmatte.ops.compose.composite)."""
-    return composite(rgb, alpha, bg)
-
-
-def blur_composite(rgb: np.ndarray, alpha: np.ndarray, sigma: float = 16.0) -> np.ndarray:
-    """Person over their own blurred background -> uint8 [H,W,3] (blur_backdrop, then over)."""
-    return blur_background(rgb, alpha, sigma)
 
 
 # -- stats ------------------------------------------------------------------------------------------
@@ -535,9 +524,9 @@ class LiveLoop:
         alpha = self.smoother.apply(alpha, weight, reuse=True)  # [H,W] float32, valid for one more frame
         t1 = time.perf_counter()
         if backdrop is not None:
-            out = over(fr.rgb, alpha, backdrop)
+            out = composite(fr.rgb, alpha, backdrop)
         elif type(bg).__name__ == "BlurBackground":
-            out = blur_composite(fr.rgb, alpha, bg.sigma)  # first frame: no previous matte yet
+            out = blur_background(fr.rgb, alpha, bg.sigma)  # first frame: no previous matte yet
         else:
             out = bg.render(fr.rgb, alpha, fr.index)
         t2 = time.perf_counter()
@@ -585,7 +574,8 @@ class LiveLoop:
         if self.adaptive:
             from .live_policy import InFlightPolicy
 
-            policy = InFlightPolicy(self.workers, 1.0 / (self.fps_cap or getattr(self.source, "fps", None) or 30.0))
+            rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
+            policy = InFlightPolicy(self.workers, 1.0 / min(rates or [30.0]))  # frames come at the slower rate
         self._active = 1 if policy is not None else self.workers
         workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]

@@ -220,8 +220,9 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
     from .errors import VmatteError
     from .graph_profile import GROUPS, group_label, profile_graphs
     from .io.sources import frame_to_array
-    from .live import MatteSmoother, blur_backdrop, over
-    from .ops.compose import blur_background, composite_color, pad_to_even
+    from .live import MatteSmoother
+    from .ops.compose import blur_backdrop, blur_background, composite, composite_color, pad_to_even
+    from .ops.sizes import needs_refiner
     from .ops.temporal import DEFAULT, TemporalFilter, guide
     from .weights import read_header
 
@@ -260,7 +261,7 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         with clock("colour"):
             composite_color(rgb, a, (0, 255, 0))
         with clock("webcam_blur"):
-            over(rgb, a, blur_backdrop(rgb, a))
+            composite(rgb, a, blur_backdrop(rgb, a))
         even = pad_to_even(out)
         with clock("yuv_out"):
             yf = to_yuv420p(even)
@@ -285,8 +286,12 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
             mask = backend.run("segmenter", image=low)
         with clock("generator"):
             coarse = backend.run("generator", image=low, mask=mask)
-        with clock("refiner"):
-            out = backend.run("refiner", image=full, coarse=coarse)
+        with clock("refiner"):  # or, for frames near the generator's size, the upsample Matter does instead
+            if needs_refiner(full.shape, low.shape):
+                out = backend.run("refiner", image=full, coarse=coarse)
+            else:
+                out = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (full.shape[3], full.shape[2]),
+                                 interpolation=cv2.INTER_LINEAR)[None, None]
         with clock("copy_out"):
             a = np.array(out[0, 0, :H, :W], dtype=np.float32, copy=True)
         with clock("smoother"):

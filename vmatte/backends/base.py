@@ -19,6 +19,12 @@ COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "refiner": (("image", "coarse"), "alpha"),
 }
 
+# Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
+# samples of the upsampled alpha and runs its decoder on the patch centres). ONNX files record it
+# (metadata vmatte_graph_version) and engine keys include it, so exports and engines of an older
+# graph are rebuilt rather than run.
+GRAPH_VERSION = 2
+
 
 class ThreadScratch:
     """Float32 arrays reused per thread and key: a fresh multi-MB array per 720p frame costs

@@ -225,8 +225,13 @@ class TensorRTBackend(Backend):
     def _chain(self, full, low):
         """segmenter -> generator -> refiner on device tensors full [B,3,Hp,Wp], low [B,3,h,w]
         (B <= max_batch), ordered on the caller's stream; alpha [B,1,Hp,Wp] stays on the device."""
+        from ..ops.sizes import needs_refiner
+
         mask = self.run("segmenter", image=low)  # [B,1,h,w]
         coarse = self.run("generator", image=low, mask=mask)  # [B,1,h,w]
+        if not needs_refiner(full.shape, low.shape):  # as Matter.matte: the coarse alpha upsampled
+            F = self.torch.nn.functional
+            return F.interpolate(coarse, size=tuple(full.shape[2:]), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
         return self.run("refiner", image=full, coarse=coarse)  # [B,1,Hp,Wp]
 
     def close(self) -> None:

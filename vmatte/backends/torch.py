@@ -163,10 +163,16 @@ class TorchBackend(Backend):
         return out
 
     def _chain(self, full, low):
-        """segmenter -> generator -> refiner on device tensors: full [B,3,Hp,Wp], low [B,3,h,w]."""
+        """segmenter -> generator -> refiner on device tensors: full [B,3,Hp,Wp], low [B,3,h,w]; the
+        refiner only where the frame is enough larger than low (vmatte.ops.sizes.needs_refiner)."""
+        from ..ops.sizes import needs_refiner
+
         m = self.model
         mask = m.segmenter(low)  # [B,1,h,w]
         coarse = m.generator(low, mask)  # [B,1,h,w]
+        if not needs_refiner(full.shape, low.shape):  # upsampled as the refiner would (shape-fixed: graph-safe)
+            F = self.torch.nn.functional
+            return F.interpolate(coarse, size=full.shape[2:], mode="bilinear", align_corners=False).clamp(0.0, 1.0)
         return m.refiner(full, coarse)  # [B,1,Hp,Wp]
 
     def run_all(self, full, low):

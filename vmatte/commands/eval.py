@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import add_precision_arg
+
 # --compare-* option -> (table name, loader module, class); each loads before any image is scored.
 BASELINES = {
     "rvm": ("RVM mobilenetv3", "vmatte.rvm", "RVMMatter"),
@@ -25,9 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder with image/ (or images/) and alpha/ (or alphas/, mask/, masks/)")
     p.add_argument("--model", default="rt", help="model variant (default: rt)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, torch-cuda or tensorrt")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
-                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
-                        "on the CPUs measured) (default: fp32)")
+    add_precision_arg(p)
     p.add_argument("--size", type=int, default=None, help="generator long side in px (default: the model's)")
     p.add_argument("--weights", default=None, help="a .safetensors file instead of the shipped weights")
     p.add_argument("--masks", action="store_true",

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..errors import VmatteError
-from . import _batch
+from . import _batch, add_precision_arg
 
 HELP = "replace, blur or remove the background of a video file, image or folder of images"
 
@@ -39,11 +39,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
-                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
-                        "on the CPUs measured) (default: fp32)")
+    add_precision_arg(p)
     p.add_argument("--size", type=int, default=None,
-                   help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 256 for rt)")
+                   help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 224 for rt)")
     p.add_argument("--temporal", default="on", choices=["on", "off"],
                    help="steady the matte of a video over the frames around each one, so still edges do not "
                         "shimmer; off mattes every frame on its own (default: on)")

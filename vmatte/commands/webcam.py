@@ -9,14 +9,16 @@ import sys
 import threading
 
 from ..errors import VmatteError
+from . import add_precision_arg
 
 HELP = "live camera with the background blurred or replaced, sent to a virtual camera for video calls"
 LIVE_CPU_SIZE = 224  # generator long side for live video on a CPU backend (docs/benchmarks.md, Live)
 
 
 def live_size(size: int | None, backend: str) -> int | None:
-    """--size, else LIVE_CPU_SIZE when the backend runs on the CPU (720p p95 latency 45 ms vs
-    51 ms at the model's 256 on 2 cores; dev MSE 9.50e-3 vs 9.56e-3 with the shipped weights), else the model's own."""
+    """--size, else LIVE_CPU_SIZE when the backend runs on the CPU (rt's own default since the
+    seventh session; it keeps a model with a larger default, such as paper's 1280, inside the live
+    latency budget), else the model's own."""
     if size is not None:
         return size
     from ..backends import get_backend_class, resolve_backend
@@ -64,9 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto",
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights; others need --weights)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
-                   help="fp32, or int8: onnxruntime's quantised model files (CPU; opt-in, as it is hardly faster "
-                        "on the CPUs measured) (default: fp32)")
+    add_precision_arg(p)
     p.add_argument("--weights", default=None, help="weights .safetensors (default: the shipped ones)")
     p.add_argument("--size", type=int, default=None,
                    help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "

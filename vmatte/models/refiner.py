@@ -48,14 +48,19 @@ class RefinerNet(nn.Module):
         self.head = nn.Conv2d(a, 1, 3, padding=1)
 
     def trailing_convs(self) -> int:
-        """3x3 convs after the fuse (decoder + head): pixels each side an unpadded decoder trims."""
-        return sum(isinstance(m, nn.Conv2d) for m in self.dec.modules()) + 1
+        """Pixels each side the convs after the fuse (decoder + head) reach: what running them
+        unpadded trims (one per 3x3 conv)."""
+        convs = [m for m in self.dec.modules() if isinstance(m, nn.Conv2d)] + [self.head]
+        if any(c.stride != (1, 1) for c in convs):
+            raise ValueError("the refiner's decoder convs must have stride 1 to run unpadded")
+        return sum((c.kernel_size[0] - 1) // 2 * c.dilation[0] for c in convs)
 
     def forward(self, x: torch.Tensor, crop: int = 0) -> torch.Tensor:
         """x [N,4,S,S] -> correction [N,1,S-2*crop,S-2*crop]: only the centre when crop > 0.
         The decoder and head then run unpadded on the centre plus their reach, which gives the
         same centre as the padded [N,1,S,S] output (the centre never reads the zero padding) for
-        less work (a crop under trailing_convs() crops the padded output instead)."""
+        less work; exactly so in eval mode (in training the decoder's BatchNorm statistics come
+        from the centre). A crop under trailing_convs() crops the padded output instead."""
         e1 = self.enc1(x)  # [N,a,S,S]
         e2 = self.enc2(e1)  # [N,b,S/2,S/2]
         u = F.interpolate(self.lift(e2), size=e1.shape[2:], mode="bilinear", align_corners=False)
@@ -67,7 +72,10 @@ class RefinerNet(nn.Module):
         return _unpadded(self.head, _unpadded(self.dec, f))
 
 
-SCORE_SAMPLES = 8  # per cell side: the upsampled alpha is scored on an 8x8 grid of each 64x64 cell
+# Per cell side: the upsampled alpha is scored on a 16x16 grid of each 64x64 cell. Against scoring
+# every pixel, rt picks 31.6-31.8 of the same 32 cells on CCP photos at 640x512 to 1920x1080 (8x8
+# samples: 31.1-31.7); the scoring costs about 0.1 ms at 720p instead of 1.8 ms.
+SCORE_SAMPLES = 16
 
 
 def patch_scores(alpha_up: torch.Tensor) -> torch.Tensor:
@@ -78,8 +86,9 @@ def patch_scores(alpha_up: torch.Tensor) -> torch.Tensor:
 
 def cell_scores(coarse: torch.Tensor, gh: int, gw: int, samples: int = SCORE_SAMPLES) -> torch.Tensor:
     """patch_scores of the bilinearly upsampled coarse alpha, sampled at `samples`^2 points a cell
-    (the centres of its 8x8-pixel blocks) instead of all 4096 pixels: the same interpolant, so
-    nearly the same scores, without scoring the full-resolution frame. [B,1,h,w] -> [B, gh*gw]."""
+    instead of all 4096 pixels: the same interpolant, so
+    nearly the same scores, without scoring the full-resolution frame (the samples are the centres of
+    the cell's (64/samples)-pixel blocks). [B,1,h,w] -> [B, gh*gw]."""
     a = F.interpolate(coarse, size=(gh * samples, gw * samples), mode="bilinear", align_corners=False)
     return F.avg_pool2d(4.0 * a * (1.0 - a), samples, samples).flatten(1)
 

@@ -55,11 +55,15 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """fg*alpha + bg*(1-alpha) for uint8 RGB images [H,W,3] -> uint8 [H,W,3].
 
     Done in 8 bits (alpha rounded to 1/255, each product rounded once: at most 1.5 levels from
-    the float blend), which is 2.5x cheaper than a float blend at 720p; alpha 1 gives fg exactly
-    and alpha 0 bg exactly. Alpha outside [0,1] (or NaN) saturates."""
+    the float blend), which is 2.5x cheaper than cv2.blendLinear's float blend at 720p (1.0 vs
+    2.6 ms, one core); alpha 1 gives fg exactly and alpha 0 bg exactly. Finite alpha above 1
+    gives fg; below 0, NaN and +-inf give bg."""
     _check_alpha(alpha, fg.shape)
     if bg.shape != fg.shape:
         raise ValueError(f"background shape {bg.shape} != frame shape {fg.shape}; use cover_resize first")
+    if fg.dtype != np.uint8 or bg.dtype != np.uint8 or fg.ndim != 3 or fg.shape[2] != 3:
+        raise ValueError(f"composite takes uint8 RGB images [H,W,3]; got {fg.dtype} {fg.shape} over {bg.dtype} "
+                         f"{bg.shape} (convert with np.asarray(img, np.uint8)[..., :3])")
     a8 = cv2.multiply(np.asarray(alpha, np.float32), 255.0, dtype=cv2.CV_8U)  # [H,W], rounded, saturated
     a3 = cv2.merge([a8, a8, a8])  # [H,W,3]
     return cv2.add(cv2.multiply(np.ascontiguousarray(fg), a3, scale=1 / 255),
@@ -105,6 +109,8 @@ def blur_backdrop(rgb: np.ndarray, alpha: np.ndarray | None, sigma: float = 16.0
     steers the weighting, so a neighbouring frame's matte will do (the live loop computes the
     backdrop while the frame is still being matted); None (or a matte of another size) blurs plainly.
     """
+    if sigma <= 0:
+        return rgb.copy()
     h, w = rgb.shape[:2]
     k = int(min(8, max(1, round(sigma / 3))))
     sw, sh = max(1, w // k), max(1, h // k)

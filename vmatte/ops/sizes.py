@@ -1,6 +1,8 @@
 """Frame-size rules shared by the host pipeline, training and export."""
 from __future__ import annotations
 
+from typing import Sequence
+
 PATCH = 64  # refiner cell size; frames are padded to whole cells
 SEG_STRIDE = 16  # the generator's input sides are multiples of this
 
@@ -23,3 +25,16 @@ def frame_sizes(h: int, w: int, long_side: int) -> tuple[tuple[int, int], tuple[
     (downscaling the unpadded frame would stretch the matte over the padding)."""
     Hp, Wp = padded_size(h, w)
     return (Hp, Wp), lowres_size(Hp, Wp, long_side)
+
+
+# The refiner re-predicts border cells the generator saw at low resolution. When the generator
+# already ran at 2/3 of the frame's size or more, it adds nothing measurable (dev set at 320 px:
+# MSE 11.13e-3 with it, 10.98 without; docs/benchmarks.md, "CPU targets") and costs as much as the
+# generator, so the coarse alpha is only upsampled (bilinear, half-pixel centres, as the refiner).
+REFINE_MIN_SCALE = 1.5
+
+
+def needs_refiner(full_hw: Sequence[int], low_hw: Sequence[int]) -> bool:
+    """Whether a padded frame of full_hw (..., Hp, Wp) is enough larger than the generator's input
+    low_hw (..., h, w) for the refiner to run (shapes or sizes; the last two entries are used)."""
+    return max(full_hw[-2] / low_hw[-2], full_hw[-1] / low_hw[-1]) > REFINE_MIN_SCALE
