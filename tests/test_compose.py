@@ -79,14 +79,23 @@ def test_composite_8bit_blend_is_within_1_5_levels_of_the_float_blend():
     assert (out[:10] == fg[:10]).all() and (out[10:20] == bg[10:20]).all()  # exact at alpha 1 and 0
 
 
+def test_composite_color_equals_composite_over_a_flat_image():
+    rng = np.random.default_rng(4)
+    fg = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    a = rng.random((30, 40)).astype(np.float32)
+    flat = np.empty_like(fg)
+    flat[...] = (12, 200, 99)
+    assert (compose.composite_color(fg, a, (12, 200, 99)) == compose.composite(fg, a, flat)).all()
+
+
 def test_composite_alpha_outside_0_1_and_bad_images():
     fg = np.full((1, 6, 3), 200, np.uint8)
     bg = np.full((1, 6, 3), 10, np.uint8)
     a = np.array([[1.7, -0.4, np.nan, np.inf, -np.inf, 0.5]], np.float32)
     assert compose.composite(fg, a, bg)[0, :, 0].tolist() == [200, 10, 10, 10, 10, 105]
-    with pytest.raises(ValueError, match="uint8 RGB"):
+    with pytest.raises(ValueError, match="uint8 RGB images"):
         compose.composite(fg.astype(np.float32), a, bg.astype(np.float32))
-    with pytest.raises(ValueError, match="uint8 RGB"):
+    with pytest.raises(ValueError, match="uint8 RGB images"):
         compose.composite(np.dstack([fg, fg[..., :1]]), a, np.dstack([bg, bg[..., :1]]))
 
 
