@@ -48,7 +48,7 @@ def frames_720p(clip: Path, n: int) -> list[np.ndarray]:
 
 def matte_vs_rvm(frames: list[np.ndarray], rounds: int = 3) -> dict:
     """Median ms per 720p frame of Matter.matte (the default size and 256, the default before the
-    seventh session; fp32 and int8) and of RVM at its 720p portrait ratio 0.375 and at the ratio
+    eighth session; fp32 and int8) and of RVM at its 720p portrait ratio 0.375 and at the ratio
     vmatte's RVM wrapper picks (short side to 384: 0.533), one onnxruntime thread each, the
     candidates interleaved frame by frame."""
     from vmatte.api import Matter

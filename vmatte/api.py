@@ -14,6 +14,7 @@ import numpy as np
 from .backends import ModelSource, create_backend, resolve_backend
 from .backends.base import ThreadScratch
 from .errors import VmatteError
+from .ops.resize import area_shrink
 from .ops.sizes import SEG_STRIDE, frame_sizes, needs_refiner
 from .weights import read_header, shipped_onnx_dir, shipped_weights
 
@@ -46,7 +47,7 @@ def prepare(rgb: np.ndarray, long_side: int, full: bool = True) -> tuple[np.ndar
     H, W = rgb.shape[:2]
     (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     padded = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
-    low = to_nchw(cv2.resize(padded, (w, h), interpolation=cv2.INTER_AREA))
+    low = to_nchw(area_shrink(padded, w, h))
     shape = (1, 3, Hp, Wp)
     return (to_nchw(padded, _full_buffers.get(shape, shape)) if full else None), low
 

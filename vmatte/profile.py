@@ -145,6 +145,7 @@ def prepare_timed(rgb: np.ndarray, long_side: int, clock: _Clock, full_buf: np.n
                   ) -> tuple[np.ndarray, np.ndarray]:
     """vmatte.api.prepare in its pieces, each timed: pad, area resize, low and full to float."""
     from .api import to_nchw
+    from .ops.resize import area_shrink
     from .ops.sizes import frame_sizes
 
     H, W = rgb.shape[:2]
@@ -152,7 +153,7 @@ def prepare_timed(rgb: np.ndarray, long_side: int, clock: _Clock, full_buf: np.n
     with clock("pad"):
         padded = rgb if (Hp, Wp) == (H, W) else cv2.copyMakeBorder(rgb, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE)
     with clock("resize"):
-        small = cv2.resize(padded, (w, h), interpolation=cv2.INTER_AREA)
+        small = area_shrink(padded, w, h)
     with clock("low_float"):
         low = to_nchw(small)
     with clock("full_float"):

@@ -17,7 +17,7 @@ LIVE_CPU_SIZE = 224  # generator long side for live video on a CPU backend (docs
 
 def live_size(size: int | None, backend: str) -> int | None:
     """--size, else LIVE_CPU_SIZE when the backend runs on the CPU (rt's own default since the
-    seventh session; it keeps a model with a larger default, such as paper's 1280, inside the live
+    eighth session; it keeps a model with a larger default, such as paper's 1280, inside the live
     latency budget), else the model's own."""
     if size is not None:
         return size

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from .resize import area_shrink
+
 __all__ = ["TemporalParams", "DEFAULT", "cell_size", "grid", "guide", "guide_i420", "cell_state", "scene_cut",
            "neighbour_weight", "filter_window", "TemporalFilter", "smooth_stream", "changed_mask", "flicker", "max_change"]
 
@@ -71,19 +73,11 @@ def grid(h: int, w: int, k: int) -> tuple[int, int]:
     return -(-h // k), -(-w // k)
 
 
-def _shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Area-downscale to (w, h): halvings (a 2x2 mean each, much cheaper than one INTER_AREA
-    resize of a big frame), then INTER_AREA for what is left."""
-    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
-        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-
-
 def guide(rgb: np.ndarray, side: int = DEFAULT.work_side) -> np.ndarray:
     """The frame as the filter compares it: shrunk to grid() by area and lightly blurred (sensor
     and compression noise would otherwise read as motion) -> uint8 [h,w,3]."""
     h, w = grid(*rgb.shape[:2], cell_size(*rgb.shape[:2], side))
-    return cv2.GaussianBlur(_shrink(rgb, w, h), (3, 3), 0.8)
+    return cv2.GaussianBlur(area_shrink(rgb, w, h), (3, 3), 0.8)
 
 
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
@@ -96,7 +90,7 @@ def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = 
     h, w = grid(H, W, cell_size(H, W, side))
     u = planes[H:H + H // 4].reshape(H // 2, W // 2)
     v = planes[H + H // 4:].reshape(H // 2, W // 2)
-    y, u, v = (_shrink(p, w, h).astype(np.float32) for p in (planes[:H], u, v))
+    y, u, v = (area_shrink(p, w, h).astype(np.float32) for p in (planes[:H], u, v))
     kr, kb = _KR_KB[matrix]
     kg = 1.0 - kr - kb
     y = (y - 16.0) * np.float32(255 / 219)
