@@ -37,6 +37,9 @@ def _serve(conn, matter, threads: int, device: str | None, opts: dict) -> None:
     built (every file would fail alike). None from the parent ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _stop)
+    from .memory import keep_freed_buffers
+
+    keep_freed_buffers()  # as the CLI process does (a spawned worker starts with glibc's defaults)
     if device is not None:  # before anything imports torch: the worker sees its GPU as device 0
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     built = None
