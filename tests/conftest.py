@@ -10,6 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _default_allocator(monkeypatch):
+    """The CLI's process/webcam commands tune glibc's allocator for the whole process
+    (vmatte/memory.py); tests that call the CLI in-process must not change it for the rest of the
+    suite. tests/test_memory.py checks the setting in subprocesses."""
+    monkeypatch.setenv("VMATTE_DEFAULT_MALLOC", "1")
+
+
 def shared_data() -> Path | None:
     """../shared/data next to the checkout (or $VMATTE_DATA), if present."""
     p = Path(os.environ.get("VMATTE_DATA") or ROOT.parent / "shared" / "data")

@@ -120,3 +120,14 @@ def test_blur_backdrop_is_the_background_weighted_blur():
     assert np.abs(got - ref)[far].mean() < 3.0
     assert np.abs(compose.blur_backdrop(rgb, None, 16.0).astype(np.float32) - ref)[far].mean() > 4.0  # unweighted
     assert (compose.blur_backdrop(rgb, a, 0.0) == rgb).all()
+
+
+def test_composite_color_takes_a_grey_level_and_rejects_other_shapes():
+    fg = np.zeros((2, 3, 3), np.uint8)
+    a = np.zeros((2, 3), np.float32)
+    assert (compose.composite_color(fg, a, 128) == 128).all()
+    assert (compose.composite_color(fg, a, (128,)) == 128).all()
+    with pytest.raises(ValueError, match="colour"):
+        compose.composite_color(fg, a, (1, 2, 3, 4))
+    with pytest.raises(ValueError, match="colour"):
+        compose.composite_color(fg, a, (300, 0, 0))

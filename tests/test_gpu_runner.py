@@ -182,7 +182,7 @@ def test_prepare_torch_matches_host_prepare():
     full_t, low_t = prepare_torch(hwc_to_nchw(torch.from_numpy(rgb)), 64)
     assert tuple(full_t.shape) == full_h.shape and tuple(low_t.shape) == low_h.shape
     assert np.abs(full_t.numpy() - full_h).max() < 1e-6
-    assert np.abs(low_t.numpy() - low_h).mean() < 0.01  # area resampling, OpenCV vs torch
+    assert np.abs(low_t.numpy() - low_h).mean() < 0.006  # same halvings + area step; the host rounds to uint8 each halving
 
 
 def test_blur_background_keeps_person_and_blurs_background():

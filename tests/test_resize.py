@@ -23,3 +23,12 @@ def test_area_shrink_halves_exactly_by_2x2_means():
     out = area_shrink(img, 2, 2)
     want = img.reshape(2, 2, 2, 2).mean((1, 3))
     assert np.abs(out.astype(np.float64) - want).max() <= 0.5
+
+
+def test_area_shrink_of_odd_sizes_goes_straight_to_inter_area():
+    """An odd side is never 'halved' by a resize (that would interpolate, not average)."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (721, 1281, 3), dtype=np.uint8)
+    out = area_shrink(img, 160, 90)
+    ref = cv2.resize(img, (160, 90), interpolation=cv2.INTER_AREA)
+    assert (out == ref).all()

@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .memory import keep_freed_buffers
+    if getattr(args, "command", None) in ("process", "webcam"):  # the commands that stream frames
+        from .memory import keep_freed_buffers
 
-    keep_freed_buffers()  # frame buffers reused, not re-mapped every frame (vmatte/memory.py)
+        keep_freed_buffers()  # frame buffers reused, not re-mapped every frame (vmatte/memory.py)
     try:
         return int(args.func(args) or 0)
     except VmatteError as e:

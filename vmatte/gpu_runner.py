@@ -211,7 +211,11 @@ def prepare_torch(x, long_side: int):
     H, W = x.shape[-2:]
     (Hp, Wp), (h, w) = frame_sizes(H, W, long_side)
     full = F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate") if (Hp, Wp) != (H, W) else x
-    low = F.interpolate(full, size=(h, w), mode="area") if (h, w) != (Hp, Wp) else full  # of the padded frame
+    low = full
+    while low.shape[-1] >= 2 * w and low.shape[-2] >= 2 * h and low.shape[-1] % 2 == 0 and low.shape[-2] % 2 == 0:
+        low = F.avg_pool2d(low, 2)  # exact 2x2 means, as vmatte.ops.resize.area_shrink
+    if tuple(low.shape[-2:]) != (h, w):
+        low = F.interpolate(low, size=(h, w), mode="area")  # of the padded frame
     return full, low
 
 

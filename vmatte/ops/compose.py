@@ -87,7 +87,10 @@ def composite_color(fg: np.ndarray, alpha: np.ndarray, color: Sequence[int]) -> 
     _check_alpha(alpha, fg.shape)
     _check_rgb(fg)
     a3 = _alpha3(alpha)
-    scalar = tuple(float(c) / 255 for c in np.asarray(color, np.uint8)) + (0.0,)
+    c = np.asarray(color).reshape(-1)
+    if c.size not in (1, 3) or not np.all((c >= 0) & (c <= 255)):
+        raise ValueError(f"colour {color!r}: expected (R, G, B) or one grey level, each 0..255")
+    scalar = tuple(float(v) / 255 for v in np.broadcast_to(c.astype(np.uint8), (3,))) + (0.0,)
     return cv2.add(cv2.multiply(np.ascontiguousarray(fg), a3, scale=1 / 255), cv2.multiply(cv2.bitwise_not(a3), scalar))
 
 

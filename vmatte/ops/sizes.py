@@ -29,7 +29,7 @@ def frame_sizes(h: int, w: int, long_side: int) -> tuple[tuple[int, int], tuple[
 
 # The refiner re-predicts border cells the generator saw at low resolution. When the generator
 # already ran at 2/3 of the frame's size or more, it adds nothing measurable (dev set at 320 px:
-# MSE 11.13e-3 with it, 10.98 without; docs/benchmarks.md, "CPU targets") and costs as much as the
+# MSE 11.13e-3 with it, 10.98 without; docs/benchmarks.md, "CPU speed, eighth session") and costs as much as the
 # generator, so the coarse alpha is only upsampled (bilinear, half-pixel centres, as the refiner).
 REFINE_MIN_SCALE = 1.5
 
