@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,12 +35,12 @@ def frame_720p() -> np.ndarray:
 
 
 def cpu() -> dict:
-    """CPU model name and the int8 dot-product flags onnxruntime's kernels use."""
-    name, flags = platform.processor(), set()
+    """CPU model name (vmatte.bench.cpu_model) and the int8 dot-product flags onnxruntime's kernels use."""
+    from vmatte.bench import cpu_model
+
+    name, flags = cpu_model(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not name:
-                name = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break

@@ -48,21 +48,13 @@ def check_sources(sources: Sequence[str | Path], forbidden: Sequence[str | Path]
 
 
 def onnx_matte(onnx_dir: str | Path, long_side: int, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-    """rgb -> alpha [H,W] through the onnxruntime backend on the files in `onnx_dir`."""
-    from vmatte.api import prepare
+    """rgb -> alpha [H,W] through the onnxruntime backend on the files in `onnx_dir`, as Matter.matte."""
+    from vmatte.api import run_matte
     from vmatte.backends.base import ModelSource
     from vmatte.backends.onnxruntime import OnnxRuntimeBackend
 
     be = OnnxRuntimeBackend(ModelSource("", Path(), Path(onnx_dir)), precision=precision)
-
-    def matte(rgb: np.ndarray) -> np.ndarray:
-        H, W = rgb.shape[:2]
-        full, low = prepare(rgb, long_side)
-        mask = be.run("segmenter", image=low)
-        coarse = be.run("generator", image=low, mask=mask)
-        return np.array(be.run("refiner", image=full, coarse=coarse)[0, 0, :H, :W], copy=True)
-
-    return matte
+    return lambda rgb: run_matte(be, rgb, long_side)
 
 
 def label_kind(root: str | Path, probe: int = 8) -> str:

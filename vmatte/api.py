@@ -52,6 +52,24 @@ def prepare(rgb: np.ndarray, long_side: int, full: bool = True) -> tuple[np.ndar
     return (to_nchw(padded, _full_buffers.get(shape, shape)) if full else None), low
 
 
+def run_matte(backend, rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """The alpha of one uint8 RGB frame through `backend`'s three components: H x W float32, the
+    caller's own array. The refiner runs only when the frame is enough larger than the generator's
+    input (vmatte.ops.sizes.needs_refiner); otherwise the coarse alpha is upsampled as it would."""
+    H, W = rgb.shape[:2]
+    (Hp, Wp), low_hw = frame_sizes(H, W, long_side)
+    refine = needs_refiner((Hp, Wp), low_hw)
+    full, low = prepare(rgb, long_side, full=refine)
+    mask = backend.run("segmenter", image=low)
+    coarse = backend.run("generator", image=low, mask=mask)
+    if not refine:  # bilinear with half-pixel centres, as the refiner upsamples
+        up = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)
+        return np.clip(up[:H, :W], 0.0, 1.0)
+    alpha = np.asarray(backend.run("refiner", image=full, coarse=coarse))
+    # Always a copy: backends may return a buffer they reuse on the next call.
+    return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
+
+
 def check_frame(rgb: Any) -> np.ndarray:
     if not isinstance(rgb, np.ndarray):
         raise TypeError(f"expected an H x W x 3 uint8 numpy array, got {type(rgb).__name__}")
@@ -151,20 +169,8 @@ class Matter:
     def matte(self, rgb: np.ndarray) -> np.ndarray:
         """Alpha matte of one H x W x 3 uint8 RGB frame: H x W float32 in [0, 1]."""
         rgb = check_frame(rgb)
-        H, W = rgb.shape[:2]
-        (Hp, Wp), low_hw = frame_sizes(H, W, self.long_side)
-        refine = needs_refiner((Hp, Wp), low_hw)
-        full, low = prepare(rgb, self.long_side, full=refine)
-        be = self.backend
         with self._serial:
-            mask = be.run("segmenter", image=low)
-            coarse = be.run("generator", image=low, mask=mask)
-            if not refine:  # bilinear with half-pixel centres, as the refiner upsamples
-                up = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)
-                return np.clip(up[:H, :W], 0.0, 1.0)
-            alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
-            # Always a copy: backends may return a buffer they reuse on the next call.
-            return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
+            return run_matte(self.backend, rgb, self.long_side)
 
     def matte_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Alpha mattes of several frames (each may have its own size)."""

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ..errors import VmatteError
-from .base import COMPONENT_IO, Backend, ModelSource
+from .base import COMPONENT_IO, PRECISIONS, Backend, ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,6 @@ AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime", "torch")
 
 __all__ = ["Backend", "ModelSource", "COMPONENT_IO", "backend_names", "get_backend_class", "create_backend", "resolve_backend",
            "PRECISIONS", "backend_for_precision"]
-
-PRECISIONS = ("fp32", "int8")  # Matter(precision=...): int8 is an opt-in CPU precision of onnxruntime
 
 
 def backend_names() -> list[str]:

@@ -25,6 +25,8 @@ COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
 # graph are rebuilt rather than run.
 GRAPH_VERSION = 2
 
+PRECISIONS = ("fp32", "int8")  # Matter(precision=...): int8 is an opt-in CPU precision of onnxruntime
+
 
 class ThreadScratch:
     """Float32 arrays reused per thread and key: a fresh multi-MB array per 720p frame costs

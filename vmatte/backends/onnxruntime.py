@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VmatteError
-from .base import COMPONENT_IO, Backend, ModelSource, ThreadScratch
+from .base import COMPONENT_IO, PRECISIONS, Backend, ModelSource, ThreadScratch
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,13 @@ class OnnxRuntimeBackend(Backend):
             return False, "onnxruntime is not installed; pip install onnxruntime"
         return True, ""
 
-    precisions = ("fp32", "int8")
-
     def __init__(self, source: ModelSource, threads: int | None = None, providers: list[str] | None = None,
                  precision: str = "fp32", **_: Any):
         """precision "int8" loads <component>.int8.onnx (made at release time by vmatte.export.quantize)
         instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md)."""
         import onnxruntime as ort
 
-        if precision not in self.precisions:
+        if precision not in PRECISIONS:
             raise VmatteError(f"precision {precision!r} is not supported by the onnxruntime backend; use 'fp32' or 'int8'")
         self.precision = precision
 
