@@ -131,12 +131,13 @@ def export(
     sha = file_sha256(wpath)
 
     if fmt.name in ("onnx", "onnx-fp16"):
-        from .onnx import export_onnx
+        from .onnx import export_onnx, onnx_parts
 
         out = Path(out_dir) if out_dir is not None else Path.cwd() / (f"{stem}_onnx" + ("_fp16" if fmt.half else ""))
-        if not force and all((out / f"{c}.onnx").is_file() for c in ("segmenter", "generator", "refiner")) and _onnx_matches(out, sha, fmt.half):
+        parts = onnx_parts(fmt.half)
+        if not force and all((out / f"{c}.onnx").is_file() for c in parts) and _onnx_matches(out, sha, fmt.half):
             log.info("ONNX files in %s are up to date (pass force=True to re-export)", out)
-            return {c: out / f"{c}.onnx" for c in ("segmenter", "generator", "refiner")}
+            return {c: out / f"{c}.onnx" for c in parts}
         return export_onnx(_load_model(model, wpath), out, half=fmt.half, metadata={"weights_sha256": sha})
 
     from .tensorrt import DEFAULT_SIZES, DEFAULT_WORKSPACE_GB, parse_sizes
@@ -169,10 +170,10 @@ def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
     vmatte's graphs (GRAPH_VERSION)."""
     from vmatte.backends.base import GRAPH_VERSION
 
-    from .onnx import read_metadata
+    from .onnx import onnx_parts, read_metadata
 
     try:
-        metas = [read_metadata(out / f"{c}.onnx") for c in ("segmenter", "generator", "refiner")]
+        metas = [read_metadata(out / f"{c}.onnx") for c in onnx_parts(half)]
     except Exception:  # unreadable file: re-export
         return False
     want = "fp16" if half else "fp32"

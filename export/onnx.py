@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION
+from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION, PATCH_NET, PATCH_NET_IO
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +54,47 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
+def _patch_net_parts(model):
+    """The patch net's module, example windows and metadata (vmatte.backends.base.PATCH_NET)."""
+    from vmatte.models.refiner import PATCH, PatchRefiner
+
+    cfg = model.refiner.cfg
+    S = PATCH + 2 * cfg.context
+    g = torch.Generator().manual_seed(0)
+    K = max(1, cfg.patches)
+    args = (torch.rand(K, 3, S, S, generator=g), torch.rand(K, 1, S, S, generator=g))
+    return PatchRefiner(model.refiner), args, {"vmatte_patches": str(cfg.patches), "vmatte_context": str(cfg.context)}
+
+
 def export_component(model, component: str, path: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None, check: bool = True) -> Path:
-    """Export model.<component> to `path` with named inputs (see COMPONENT_IO) and dynamic axes.
-    half=True exports an FP16 graph (FP16 inputs and outputs) for strongly typed TensorRT builds."""
+    """Export model.<component> (or the refiner's patch net, PATCH_NET) to `path` with named inputs
+    (see COMPONENT_IO, PATCH_NET_IO) and dynamic axes. half=True exports an FP16 graph (FP16 inputs
+    and outputs) for strongly typed TensorRT builds."""
     if opset < 17:
         raise ValueError(f"opset {opset} is too old; vmatte needs opset >= 17 (pass opset=17 or newer)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names, out = COMPONENT_IO[component]
-    module = getattr(model, component).eval()
-    args = example_inputs(component)
+    extra: dict[str, str] = {}
+    if component == PATCH_NET:
+        names, out = PATCH_NET_IO
+        module, args, extra = _patch_net_parts(model)
+        module = module.eval()
+    else:
+        names, out = COMPONENT_IO[component]
+        module = getattr(model, component).eval()
+        args = example_inputs(component)
     if half:
         import copy
 
         module = copy.deepcopy(module).half()  # never turn the caller's model to half
         args = tuple(a.half() for a in args)
-    axes = {n: {0: "batch", 2: f"{n}_h", 3: f"{n}_w"} for n in names}
-    if component == "generator":  # image and mask share their size
-        axes["mask"] = {0: "batch", 2: "image_h", 3: "image_w"}
-    axes[out] = {0: "batch", 2: "out_h", 3: "out_w"}
+    if component == PATCH_NET:  # fixed window size, any number of windows
+        axes = {n: {0: "windows"} for n in (*names, out)}
+    else:
+        axes = {n: {0: "batch", 2: f"{n}_h", 3: f"{n}_w"} for n in names}
+        if component == "generator":  # image and mask share their size
+            axes["mask"] = {0: "batch", 2: "image_h", 3: "image_w"}
+        axes[out] = {0: "batch", 2: "out_h", 3: "out_w"}
     tmp = path.with_name(path.name + ".partial")
     meta = {"vmatte_component": component, "vmatte_precision": "fp16" if half else "fp32",
             "vmatte_graph_version": str(GRAPH_VERSION)}
@@ -85,6 +107,7 @@ def export_component(model, component: str, path: str | Path, half: bool = False
     cfg = getattr(model, "cfg", None)
     if cfg is not None and getattr(cfg, "name", None):
         meta["vmatte_model"] = cfg.name
+    meta.update(extra)
     meta.update(metadata or {})
     try:
         with torch.no_grad():
@@ -97,6 +120,13 @@ def export_component(model, component: str, path: str | Path, half: bool = False
     return path
 
 
+def onnx_parts(half: bool = False) -> tuple[str, ...]:
+    """The files an ONNX export writes (<part>.onnx): the three components, and for FP32 (the
+    onnxruntime CPU path) the refiner's patch net too."""
+    return tuple(COMPONENT_IO) + (() if half else (PATCH_NET,))
+
+
 def export_onnx(model, out_dir: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None) -> dict[str, Path]:
-    """Export all three components to out_dir/{segmenter,generator,refiner}.onnx."""
-    return {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in COMPONENT_IO}
+    """Export the three components to out_dir/{segmenter,generator,refiner}.onnx, and for FP32 the
+    refiner's patch net to out_dir/refiner_patches.onnx."""
+    return {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in onnx_parts(half)}

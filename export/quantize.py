@@ -19,18 +19,19 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from vmatte.backends.base import COMPONENT_IO
+from vmatte.backends.base import COMPONENT_IO, PATCH_NET
 from vmatte.errors import VmatteError
 
 log = logging.getLogger(__name__)
 
 COMPONENTS = tuple(COMPONENT_IO)
+PARTS = COMPONENTS + (PATCH_NET,)  # the refiner's patch net alone too, when the FP32 export has it
 FRAME_SIDES = (640, 1280)  # calibration frame long sides: the whole frame at the first, 16:9 crops at the rest
 # Nodes quantised per component (a node-name prefix of the torch export; None: every op onnxruntime
 # quantises, so Conv+Relu/Clip fuse with the range of their output). The refiner quantises its
 # patch network only: its full-resolution upsampling, patch choice (TopK) and paste stay in float,
 # where int8 moved which cells get refined and its Q/DQ at full resolution cost more than it saved.
-NODE_PREFIX = {"segmenter": None, "generator": None, "refiner": "/net/"}
+NODE_PREFIX = {"segmenter": None, "generator": None, "refiner": "/net/", PATCH_NET: "/net/"}
 
 
 def int8_path(onnx_dir: str | Path, component: str) -> Path:
@@ -81,11 +82,19 @@ class Pipeline:
         opts.log_severity_level = 3
         self.sessions = {c: ort.InferenceSession(str(Path(fp32_dir) / f"{c}.onnx"), opts, providers=["CPUExecutionProvider"])
                          for c in COMPONENTS}
+        patch_file = Path(fp32_dir) / f"{PATCH_NET}.onnx"
+        self.patch_plan = None
+        if patch_file.is_file():
+            meta = ort.InferenceSession(str(patch_file), opts, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+            self.patch_plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
 
     def feeds(self, rgb: np.ndarray, upto: str = "refiner") -> dict[str, dict[str, np.ndarray]]:
-        """{component: its input feed} for the components up to and including `upto`."""
+        """{component: its input feed} for the components up to and including `upto` (PATCH_NET:
+        the windows the host gathers for the refiner's patch net, as vmatte.api.run_matte does)."""
         from vmatte.api import prepare
 
+        if upto == PATCH_NET:
+            return {PATCH_NET: self._windows(rgb)}
         full, low = prepare(rgb, self.long_side)
         out = {"segmenter": {"image": low}}
         if upto == "segmenter":
@@ -97,6 +106,25 @@ class Pipeline:
         coarse = self.sessions["generator"].run(None, {"image": low, "mask": mask})[0]
         out["refiner"] = {"image": full.copy(), "coarse": coarse}  # `full` is a reused per-thread buffer
         return out
+
+    def _windows(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """The patch net's inputs for one frame: its image and alpha windows."""
+        from vmatte.ops.patches import PATCH, refine_alpha
+        from vmatte.ops.sizes import frame_sizes
+
+        if self.patch_plan is None:
+            raise VmatteError(f"no {PATCH_NET}.onnx next to the FP32 files; re-export them with `vmatte export --format onnx --force`")
+        feeds = self.feeds(rgb, upto="generator")["generator"]
+        coarse = self.sessions["generator"].run(None, feeds)[0]
+        got: dict[str, np.ndarray] = {}
+        P = self.patch_plan[1]
+
+        def grab(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+            got.update(image=image, alpha=alpha)
+            return alpha[:, :, P:P + PATCH, P:P + PATCH]
+
+        refine_alpha(rgb, coarse[0, 0], frame_sizes(*rgb.shape[:2], self.long_side)[0], *self.patch_plan, grab)
+        return got
 
 
 def calibration_reader(component: str, frames: Sequence[np.ndarray], pipeline: Pipeline, sides: Sequence[int] = FRAME_SIDES):
@@ -172,7 +200,7 @@ def quantize_component(fp32: str | Path, out: str | Path, reader, metadata: dict
 
 
 def quantize_model(onnx_dir: str | Path, frames: Sequence[np.ndarray], long_side: int, description: str = "",
-                   sides: Sequence[int] = FRAME_SIDES, components: Sequence[str] = COMPONENTS) -> dict[str, Path]:
+                   sides: Sequence[int] = FRAME_SIDES, components: Sequence[str] = PARTS) -> dict[str, Path]:
     """Write <onnx_dir>/<component>.int8.onnx from <onnx_dir>/<component>.onnx, calibrated on
     `frames` (RGB uint8 [H,W,3]) run through the FP32 pipeline at generator long side `long_side`.
     Each int8 file records its FP32 file's sha256 (fp32_sha256) and the calibration (`description`
@@ -181,6 +209,7 @@ def quantize_model(onnx_dir: str | Path, frames: Sequence[np.ndarray], long_side
     from vmatte.weights import file_sha256
 
     onnx_dir = Path(onnx_dir)
+    components = [c for c in components if c != PATCH_NET or (onnx_dir / f"{c}.onnx").is_file()]  # older exports lack it
     for c in COMPONENTS:
         if not (onnx_dir / f"{c}.onnx").is_file():
             raise VmatteError(f"FP32 ONNX file {onnx_dir / f'{c}.onnx'} is missing; export it first with `vmatte export --format onnx`")
@@ -212,7 +241,7 @@ def quantization_info() -> str:
     import onnxruntime
 
     return (f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, MinMax, activations QUInt8, weights QInt8 "
-            "per channel, reduce_range (7-bit weights); refiner: patch network only")
+            "per channel, reduce_range (7-bit weights); refiner: patch network only (also as refiner_patches)")
 
 
 def restamp(onnx_dir: str | Path, weights_sha256: str) -> None:
@@ -222,8 +251,10 @@ def restamp(onnx_dir: str | Path, weights_sha256: str) -> None:
 
     from .onnx import _add_metadata
 
-    for c in COMPONENTS:
+    for c in PARTS:
         fp32 = Path(onnx_dir) / f"{c}.onnx"
+        if not fp32.is_file():  # an older export without the patch net
+            continue
         _add_metadata(fp32, {"weights_sha256": weights_sha256}, check=False)
         if int8_path(onnx_dir, c).is_file():
             _add_metadata(int8_path(onnx_dir, c), {"weights_sha256": weights_sha256, "fp32_sha256": file_sha256(fp32)}, check=False)

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from vmatte.backends.base import COMPONENT_IO  # noqa: E402
+from vmatte.backends.base import COMPONENT_IO, PATCH_NET  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_export_api_onnx_skips_up_to_date(random_weights, tmp_path):
     from vmatte.weights import file_sha256
 
     paths = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
-    assert set(paths) == set(COMPONENT_IO)
+    assert set(paths) == set(COMPONENT_IO) | {PATCH_NET}
     assert read_metadata(paths["refiner"])["weights_sha256"] == file_sha256(random_weights)
     mtimes = {c: p.stat().st_mtime_ns for c, p in paths.items()}
     again = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
@@ -218,3 +218,58 @@ def test_cli_bad_sizes(random_weights, capsys):
 
     assert main(["export", "--weights", str(random_weights), "--format", "tensorrt", "--sizes", "1280by720"]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_patch_net_onnx_matches_the_refiner(model, onnx32):
+    """refiner_patches.onnx is the refiner's patch net: same cells as Refiner.refine_windows on the
+    same windows, for any number of windows, with the patch plan in its metadata."""
+    from vmatte.export.onnx import read_metadata
+
+    meta = read_metadata(onnx32[PATCH_NET])
+    assert (int(meta["vmatte_patches"]), int(meta["vmatte_context"])) == (model.refiner.cfg.patches, model.refiner.cfg.context)
+    sess = ort.InferenceSession(str(onnx32[PATCH_NET]), providers=["CPUExecutionProvider"])
+    S = 64 + 2 * model.refiner.cfg.context
+    rng = np.random.default_rng(3)
+    for k in (1, 5):
+        img, alpha = rng.random((k, 3, S, S), dtype=np.float32), rng.random((k, 1, S, S), dtype=np.float32)
+        got = sess.run(None, {"image": img, "alpha": alpha})[0]
+        with torch.no_grad():
+            ref = model.refiner.refine_windows(torch.from_numpy(img), torch.from_numpy(alpha)).numpy()
+        assert got.shape == (k, 1, 64, 64)
+        assert np.abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("full", [(384, 640), (256, 256), (128, 192)])  # 60, 16 and 6 cells (the budget is 32)
+def test_host_refiner_matches_the_graph(onnx32, full):
+    """The onnxruntime backend's host plumbing around the patch net gives the refiner graph's alpha,
+    also with fewer cells than the patch budget, and from the uint8 frame as run_matte feeds it."""
+    from vmatte.backends import ModelSource, create_backend
+    from vmatte.ops.patches import refine_alpha
+
+    be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent))
+    assert be.patch_plan == (32, 4)
+    H, W = full
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    image = (frame.transpose(2, 0, 1)[None] * np.float32(1 / 255)).astype(np.float32)
+    coarse = blob_alpha(H // 4, W // 4)
+    graph = be.sessions["refiner"].run(None, {"image": image, "coarse": coarse})[0]
+    host = be.run("refiner", image=image, coarse=coarse)
+    assert host.shape == graph.shape
+    assert np.abs(host - graph).max() < 1e-4
+    from_u8 = refine_alpha(frame, coarse[0, 0], (H, W), *be.patch_plan, be.run_patch_net)
+    assert np.abs(from_u8 - graph[0, 0]).max() < 1e-4
+
+
+def test_export_without_patch_net_runs_the_refiner_graph(onnx32, tmp_path):
+    """An export made before the patch net existed still runs: the refiner as one graph."""
+    import shutil
+
+    from vmatte.backends import ModelSource, create_backend
+
+    for c in COMPONENT_IO:
+        shutil.copy(onnx32[c], tmp_path / f"{c}.onnx")
+    be = create_backend("onnxruntime", ModelSource("rt", tmp_path / "segmenter.onnx", tmp_path))
+    assert be.patch_plan is None
+    out = be.run("refiner", **component_inputs("refiner", (96, 160), (384, 640)))
+    assert out.shape == (1, 1, 384, 640)

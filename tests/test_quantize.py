@@ -11,7 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from vmatte.backends.base import PATCH_NET  # noqa: E402
 from vmatte.errors import VmatteError  # noqa: E402
+from vmatte.export.quantize import PARTS  # noqa: E402
 
 SIDES = (160, 320)  # small calibration framings: the test stays fast
 
@@ -48,8 +50,12 @@ def test_quantised_export_is_close_to_fp32(int8_dir):
     from vmatte.export.quantize import Pipeline, int8_path
     from vmatte.weights import file_sha256
 
+    from vmatte.export.quantize import NODE_PREFIX, nodes_to_quantize
+
     pipe = Pipeline(int8_dir, 128)
-    for c in ("segmenter", "generator", "refiner"):
+    for c in ("refiner", PATCH_NET):  # the patch network only: its prefix names nodes of the export
+        assert nodes_to_quantize(int8_dir / f"{c}.onnx", NODE_PREFIX[c])
+    for c in PARTS:
         meta = {p.key: p.value for p in onnx.load(str(int8_path(int8_dir, c))).metadata_props}
         assert meta["vmatte_precision"] == "int8" and meta["weights_sha256"] == "abc"
         assert meta["fp32_sha256"] == file_sha256(int8_dir / f"{c}.onnx")
@@ -58,11 +64,13 @@ def test_quantised_export_is_close_to_fp32(int8_dir):
         assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    q = {c: ort.InferenceSession(str(int8_path(int8_dir, c)), opts, providers=["CPUExecutionProvider"]) for c in pipe.sessions}
+    q = {c: ort.InferenceSession(str(int8_path(int8_dir, c)), opts, providers=["CPUExecutionProvider"]) for c in PARTS}
+    fp32 = {**pipe.sessions, PATCH_NET: ort.InferenceSession(str(int8_dir / f"{PATCH_NET}.onnx"), opts, providers=["CPUExecutionProvider"])}
     for seed in (10, 11):  # frames it was not calibrated on
-        feeds = pipe.feeds(_photo(seed, 144, 176))
+        feeds = {**pipe.feeds(_photo(seed, 144, 176)), **pipe.feeds(_photo(seed, 144, 176), upto=PATCH_NET)}
+        assert set(feeds) == set(PARTS)
         for c, feed in feeds.items():
-            ref, got = pipe.sessions[c].run(None, feed)[0], q[c].run(None, feed)[0]
+            ref, got = fp32[c].run(None, feed)[0], q[c].run(None, feed)[0]
             assert got.shape == ref.shape
             assert np.abs(got - ref).mean() < 0.005 and np.abs(got - ref).max() < 0.1, c
 
@@ -98,7 +106,7 @@ def test_precision_int8_loads_the_int8_files(random_weights, int8_dir, tmp_path,
         shutil.copy(p, onnx_dir / p.name)
     m = Matter("rt", weights=random_weights, precision="int8", size=64)  # auto -> onnxruntime
     assert m.backend_name == "onnxruntime"
-    assert {c: p.name for c, p in m.backend.files.items()} == {c: f"{c}.int8.onnx" for c in ("segmenter", "generator", "refiner")}
+    assert {c: p.name for c, p in m.backend.files.items()} == {c: f"{c}.int8.onnx" for c in PARTS}
     frame = _photo(3, 144, 176)
     a, b = m.matte(frame), fp32.matte(frame)
     assert a.shape == b.shape == (144, 176) and np.abs(a - b).mean() < 0.05
@@ -188,7 +196,7 @@ def test_release_writes_int8_files_and_parity(tmp_path):
     assert par["dev"]["images"] == 2 and 0 <= par["dev"]["max_abs_alpha_diff"] <= 1
     assert isinstance(par["val"]["within_2pct"], bool)
     sha = file_sha256(out)  # the card was rewritten: every ONNX file names the final weights
-    for c in ("segmenter", "generator", "refiner"):
+    for c in PARTS:
         assert read_metadata(tmp_path / "w" / "rt" / f"{c}.onnx")["weights_sha256"] == sha
         meta = read_metadata(tmp_path / "w" / "rt" / f"{c}.int8.onnx")
         assert meta["fp32_sha256"] == file_sha256(tmp_path / "w" / "rt" / f"{c}.onnx") and meta["weights_sha256"] == sha
@@ -199,7 +207,7 @@ def test_shipped_int8_files_match_the_shipped_fp32_files():
     from vmatte.weights import file_sha256, shipped_onnx_dir
 
     d = shipped_onnx_dir("rt")
-    for c in ("segmenter", "generator", "refiner"):
+    for c in PARTS:
         meta = read_metadata(d / f"{c}.int8.onnx")
         assert meta["fp32_sha256"] == file_sha256(d / f"{c}.onnx"), (
             f"{c}.int8.onnx is stale: re-run python -m vmatte.training.release vmatte/weights/rt.safetensors --keep-card "

@@ -14,6 +14,7 @@ import numpy as np
 from .backends import ModelSource, create_backend, resolve_backend
 from .backends.base import ThreadScratch
 from .errors import VmatteError
+from .ops.patches import refine_alpha
 from .ops.resize import area_shrink
 from .ops.sizes import SEG_STRIDE, frame_sizes, needs_refiner
 from .weights import read_header, shipped_onnx_dir, shipped_weights
@@ -59,12 +60,16 @@ def run_matte(backend, rgb: np.ndarray, long_side: int) -> np.ndarray:
     H, W = rgb.shape[:2]
     (Hp, Wp), low_hw = frame_sizes(H, W, long_side)
     refine = needs_refiner((Hp, Wp), low_hw)
-    full, low = prepare(rgb, long_side, full=refine)
+    plan = backend.patch_plan if refine else None  # the host gathers windows from the uint8 frame
+    full, low = prepare(rgb, long_side, full=refine and plan is None)
     mask = backend.run("segmenter", image=low)
     coarse = backend.run("generator", image=low, mask=mask)
     if not refine:  # bilinear with half-pixel centres, as the refiner upsamples
         up = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)
         return np.clip(up[:H, :W], 0.0, 1.0)
+    if plan is not None:
+        up = refine_alpha(rgb, np.asarray(coarse)[0, 0], (Hp, Wp), *plan, backend.run_patch_net)
+        return up if (Hp, Wp) == (H, W) else np.ascontiguousarray(up[:H, :W])
     alpha = np.asarray(backend.run("refiner", image=full, coarse=coarse))
     # Always a copy: backends may return a buffer they reuse on the next call.
     return np.array(alpha[0, 0, :H, :W], dtype=np.float32, copy=True)
@@ -131,12 +136,12 @@ class Matter:
     def _export_onnx_cache(weights: Path) -> Path:
         """ONNX export of user weights for onnxruntime, cached by the weights' hash and the graph
         version (a newer vmatte's graphs are exported afresh)."""
-        from .backends.base import GRAPH_VERSION
+        from .backends.base import GRAPH_VERSION, PATCH_NET
         from .engine_cache import cache_dir
         from .weights import file_sha256
 
         out = cache_dir() / "onnx" / f"{file_sha256(weights)[:16]}-g{GRAPH_VERSION}"
-        if not (out / "refiner.onnx").is_file():
+        if not (out / "refiner.onnx").is_file() or not (out / f"{PATCH_NET}.onnx").is_file():
             try:
                 from .export.onnx import export_onnx
                 from .registry import create_model

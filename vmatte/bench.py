@@ -339,7 +339,7 @@ def bench_end_to_end_gpu(backend, video: str | Path, long_side: int, out: str | 
 def bench_end_to_end_cpu(matter_backend, video: str | Path, long_side: int, out: str | Path | None = None) -> dict[str, Any]:
     """decode -> prepare -> backend -> blur composite -> encode on the CPU, pipelined with
     vmatte.runner threads; frames/s over the whole file."""
-    from .api import prepare
+    from .api import prepare, run_matte
     from .io import VideoSink, VideoSource
     from .ops.compose import blur_background
     from .runner import Stage, run_pipeline
@@ -349,13 +349,10 @@ def bench_end_to_end_cpu(matter_backend, video: str | Path, long_side: int, out:
 
     def matte(fr):
         H, W = fr.rgb.shape[:2]
+        if not hasattr(be, "run_all"):  # the path Matter.matte takes
+            return fr, run_matte(be, fr.rgb, long_side)
         full, low = prepare(fr.rgb, long_side)
-        if hasattr(be, "run_all"):
-            alpha = np.asarray(be.run_all(full, low))
-        else:
-            mask = be.run("segmenter", image=low)
-            coarse = be.run("generator", image=low, mask=mask)
-            alpha = np.asarray(be.run("refiner", image=full, coarse=coarse))
+        alpha = np.asarray(be.run_all(full, low))
         return fr, np.ascontiguousarray(alpha[0, 0, :H, :W], np.float32)
 
     def compose(item):

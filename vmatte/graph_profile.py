@@ -139,19 +139,35 @@ def profile_graphs(onnx_dir: str | Path, inputs: Iterable[tuple[np.ndarray, np.n
                    threads: int = 1) -> dict[str, dict[str, Any]]:
     """Run segmenter -> generator -> refiner with the profiler over `inputs` ((full, low) pairs
     as vmatte.api.prepare makes them) -> {component: summarize_runs(...)} over the runs after the
-    first `warmup`."""
-    comps = ("segmenter", "generator", "refiner")
+    first `warmup`. When the export has the refiner's patch net alone (PATCH_NET), the backend runs
+    that around host code (vmatte.ops.patches), so "refiner" profiles the patch net's graph."""
+    from .backends.base import PATCH_NET
+    from .ops.patches import refine_alpha
+
+    patch_file = Path(onnx_dir) / f"{PATCH_NET}.onnx"
+    files_of = {"segmenter": "segmenter", "generator": "generator", "refiner": PATCH_NET if patch_file.is_file() else "refiner"}
     with tempfile.TemporaryDirectory(prefix="vmatte-ortprof-") as tmp:
-        sessions = {c: _session(Path(onnx_dir) / f"{c}.onnx", Path(tmp) / c, threads) for c in comps}
+        sessions = {c: _session(Path(onnx_dir) / f"{f}.onnx", Path(tmp) / c, threads) for c, f in files_of.items()}
+        plan = None
+        if files_of["refiner"] == PATCH_NET:
+            meta = sessions["refiner"].get_modelmeta().custom_metadata_map
+            plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
+
+        def patch_net(img: np.ndarray, base: np.ndarray) -> np.ndarray:
+            return sessions["refiner"].run(None, {"image": img, "alpha": base})[0]
+
         try:
             for full, low in inputs:
                 mask = sessions["segmenter"].run(None, {"image": low})[0]
                 coarse = sessions["generator"].run(None, {"image": low, "mask": mask})[0]
-                sessions["refiner"].run(None, {"image": full, "coarse": coarse})
+                if plan is None:
+                    sessions["refiner"].run(None, {"image": full, "coarse": coarse})
+                else:
+                    refine_alpha(full[0].transpose(1, 2, 0), coarse[0, 0], full.shape[2:], *plan, patch_net)
         finally:
             files = {c: s.end_profiling() for c, s in sessions.items()}
         result = {}
-        for c in comps:
+        for c in files_of:
             with open(files[c]) as f:
                 runs = split_runs(json.load(f))
             result[c] = summarize_runs(runs[warmup:])

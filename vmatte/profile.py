@@ -141,9 +141,10 @@ def source_frames(h: int, w: int, n: int) -> Iterator[np.ndarray]:
         yield render_frame(photo, (i / (4 * RATE)) % 1.0, w, h)
 
 
-def prepare_timed(rgb: np.ndarray, long_side: int, clock: _Clock, full_buf: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """vmatte.api.prepare in its pieces, each timed: pad, area resize, low and full to float."""
+def prepare_timed(rgb: np.ndarray, long_side: int, clock: _Clock, full_buf: np.ndarray | None = None, full: bool = True
+                  ) -> tuple[np.ndarray | None, np.ndarray]:
+    """vmatte.api.prepare in its pieces, each timed: pad, area resize, low and (when `full`, for a
+    refiner graph that takes the whole frame) full to float."""
     from .api import to_nchw
     from .ops.resize import area_shrink
     from .ops.sizes import frame_sizes
@@ -156,9 +157,11 @@ def prepare_timed(rgb: np.ndarray, long_side: int, clock: _Clock, full_buf: np.n
         small = area_shrink(padded, w, h)
     with clock("low_float"):
         low = to_nchw(small)
+    if not full:
+        return None, low
     with clock("full_float"):
-        full = to_nchw(padded, full_buf)
-    return full, low
+        out = to_nchw(padded, full_buf)
+    return out, low
 
 
 def _encoder(h: int, w: int, threads: int):
@@ -223,7 +226,8 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
     from .io.sources import frame_to_array
     from .live import MatteSmoother
     from .ops.compose import blur_backdrop, blur_background, composite, composite_color, pad_to_even
-    from .ops.sizes import needs_refiner
+    from .ops.patches import refine_alpha
+    from .ops.sizes import frame_sizes, needs_refiner
     from .ops.temporal import DEFAULT, TemporalFilter, guide
     from .weights import read_header
 
@@ -275,24 +279,36 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         else:  # still filling its lookahead: cheap calls, not counted
             encoded[0] += len(enc.encode(yf))
 
+    plan = backend.patch_plan  # the refiner's patch net alone: the host gathers from the uint8 frame
+
+    def patch_net(img: np.ndarray, base: np.ndarray) -> np.ndarray:
+        with clock("patch_net"):
+            return backend.run_patch_net(img, base)
+
     def matte(vf) -> None:
         nonlocal full_buf
         with clock("yuv_in"):
             rgb = frame_to_array(vf)
         H, W = rgb.shape[:2]
-        full, low = prepare_timed(rgb, long_side, clock, full_buf)
-        full_buf = full
-        shapes.update(low=tuple(low.shape[-2:]), full=tuple(full.shape[-2:]))
+        (Hp, Wp), low_hw = frame_sizes(H, W, long_side)
+        refine = needs_refiner((Hp, Wp), low_hw)
+        full, low = prepare_timed(rgb, long_side, clock, full_buf, full=refine and plan is None)
+        full_buf = full if full is not None else full_buf
+        shapes.update(low=tuple(low.shape[-2:]), full=(Hp, Wp))
         with clock("segmenter"):
             mask = backend.run("segmenter", image=low)
         with clock("generator"):
             coarse = backend.run("generator", image=low, mask=mask)
         with clock("refiner"):  # or, for frames near the generator's size, the upsample Matter does instead
-            if needs_refiner(full.shape, low.shape):
+            if refine and plan is not None:
+                out = refine_alpha(rgb, np.asarray(coarse)[0, 0], (Hp, Wp), *plan, patch_net)[None, None]
+            elif refine:
                 out = backend.run("refiner", image=full, coarse=coarse)
             else:
-                out = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (full.shape[3], full.shape[2]),
-                                 interpolation=cv2.INTER_LINEAR)[None, None]
+                out = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)[None, None]
+        if refine and plan is not None:  # the refiner's time outside its patch net
+            for series in (clock.wall, clock.cpu, clock.thread):
+                series.setdefault("plumbing", []).append(series["refiner"][-1] - series["patch_net"][-1])
         with clock("copy_out"):
             a = np.array(out[0, 0, :H, :W], dtype=np.float32, copy=True)
         with clock("smoother"):
@@ -330,13 +346,19 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         graphs = profile_graphs(onnx_dir_for(model, wpath), graph_inputs(), warmup=2) if graph_runs > 0 else {}
     finally:
         backend.close()
-    short = [k for k, _, _ in STAGES if clock.count(k) < need]
+    skipped = {"full_float"} if plan is not None else set()  # not on the path of a host refiner
+    short = [k for k, _, _ in STAGES if k not in skipped and clock.count(k) < need]
     if short:
         log.warning("stages with fewer than %d samples: %s", need, ", ".join(short))
 
     rows: list[StageTime] = []
     for key, text, kind in STAGES:
+        if key in skipped:
+            continue
         rows.append(_stats(key, text, kind, clock, warmup, frames))
+        if key == "refiner" and clock.count("plumbing") >= need:
+            rows.append(_stats("plumbing", "refiner: host plumbing (upsample, cell choice, window gather, paste)",
+                               "part", clock, warmup, frames))
         if key in MODELS and key in graphs:
             g = graphs[key]
             for grp in GROUPS:

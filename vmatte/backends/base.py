@@ -19,6 +19,14 @@ COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "refiner": (("image", "coarse"), "alpha"),
 }
 
+# The refiner's patch net alone, exported next to the components (FP32 exports only) as
+# <PATCH_NET>.onnx: onnxruntime runs it on windows the host gathers and pastes (vmatte.ops.patches),
+# cheaper on a CPU than the refiner graph's whole-frame plumbing. Inputs image [K,3,S,S] and alpha
+# [K,1,S,S] (S = 64 + 2 * context), output the refined cells [K,1,64,64]; its metadata records
+# the patch budget K (vmatte_patches) and the context (vmatte_context).
+PATCH_NET = "refiner_patches"
+PATCH_NET_IO: tuple[tuple[str, ...], str] = (("image", "alpha"), "patches")
+
 # Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
 # samples of the upsampled alpha and runs its decoder on the patch centres). ONNX files record it
 # (metadata vmatte_graph_version) and engine keys include it, so exports and engines of an older
@@ -79,6 +87,15 @@ class Backend(ABC):
     @abstractmethod
     def run(self, component: str, **inputs: Any) -> Any:
         """Run one component; returns its single output (same array kind as the inputs)."""
+
+    # (patch budget, context) when the backend runs the refiner's patch net alone (run_patch_net),
+    # so the host can do the refiner's plumbing straight from the uint8 frame (vmatte.api.run_matte).
+    patch_plan: tuple[int, int] | None = None
+
+    def run_patch_net(self, image: Any, alpha: Any) -> Any:
+        """The refiner's patch net on windows [K,3,S,S], [K,1,S,S] -> cells [K,1,64,64]; only
+        backends with a patch_plan have one."""
+        raise NotImplementedError(f"the {self.name} backend runs the refiner as one graph")
 
     def close(self) -> None:
         """Release sessions, engines and device memory."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VmatteError
-from .base import COMPONENT_IO, PRECISIONS, Backend, ModelSource, ThreadScratch
+from .base import COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,29 @@ class OnnxRuntimeBackend(Backend):
                                   f"{source.onnx_dir} --calib PHOTOS_OR_VIDEOS` (needs vmatte[torch]), or use --precision fp32")
             if not path.is_file():
                 raise VmatteError(f"ONNX file {path} is missing; run `vmatte export --model {source.model} --format onnx`")
+            self._load(ort, comp, path, opts, providers)
+        # The refiner's patch net alone, when the export has it (older exports run the whole refiner
+        # graph): the host then does the refiner's plumbing (vmatte.ops.patches), for less time.
+        self.patch_plan: tuple[int, int] | None = None  # (patch budget, context) of the host refiner
+        patch_file = Path(source.onnx_dir) / (f"{PATCH_NET}.int8.onnx" if precision == "int8" else f"{PATCH_NET}.onnx")
+        if patch_file.is_file():
+            sess = self._load(ort, PATCH_NET, patch_file, opts, providers)
+            meta = sess.get_modelmeta().custom_metadata_map
             try:
-                self.sessions[comp] = ort.InferenceSession(str(path), opts, providers=providers)
-                self.files[comp] = path
-            except Exception as e:
-                raise VmatteError(f"ONNX file {path} is damaged ({str(e).splitlines()[0]}); re-export it with `vmatte export`") from None
+                self.patch_plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
+            except (KeyError, ValueError):
+                raise VmatteError(f"ONNX file {patch_file} lacks its patch budget and context metadata; "
+                                  "re-export it with `vmatte export --format onnx --force`") from None
+        else:
+            log.debug("no %s: the refiner runs as one graph", patch_file.name)
+
+    def _load(self, ort, comp: str, path: Path, opts, providers) -> Any:
+        try:
+            self.sessions[comp] = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:
+            raise VmatteError(f"ONNX file {path} is damaged ({str(e).splitlines()[0]}); re-export it with `vmatte export`") from None
+        self.files[comp] = path
+        return self.sessions[comp]
 
     def run(self, component: str, **inputs: np.ndarray) -> np.ndarray:
         """Run one component. The result is a per-thread buffer reused by the next call of the same
@@ -69,12 +87,30 @@ class OnnxRuntimeBackend(Backend):
         img = feed["image"]
         shape = (img.shape[0], 1, img.shape[2], img.shape[3])
         out = self._outputs.get((component, shape), shape)
+        if component == "refiner" and self.patch_plan is not None:
+            from ..ops.patches import refine_alpha
+
+            for b in range(img.shape[0]):
+                refine_alpha(img[b].transpose(1, 2, 0), feed["coarse"][b, 0], img.shape[2:], *self.patch_plan,
+                             self.run_patch_net, out=out[b, 0])
+            return out
+        return self._run(component, feed, out_name, out)
+
+    def _run(self, component: str, feed: dict[str, np.ndarray], out_name: str, out: np.ndarray) -> np.ndarray:
         binding = self.sessions[component].io_binding()
         for n, arr in feed.items():
             binding.bind_cpu_input(n, arr)
         binding.bind_output(out_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.sessions[component].run_with_iobinding(binding)
         return out
+
+    def run_patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """The refiner's patch net on gathered windows [K,3,S,S], [K,1,S,S] -> cells [K,1,64,64]
+        (a per-thread buffer, as run's)."""
+        (img_name, alpha_name), out_name = PATCH_NET_IO
+        shape = (image.shape[0], 1, 64, 64)
+        out = self._outputs.get((PATCH_NET, shape), shape)
+        return self._run(PATCH_NET, {img_name: image, alpha_name: alpha}, out_name, out)
 
     def close(self) -> None:
         self.sessions.clear()

@@ -118,6 +118,19 @@ def gather_windows(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> t
     return win.reshape(B, C, K, S, S).transpose(1, 2).reshape(-1, C, S, S)
 
 
+class PatchRefiner(nn.Module):
+    """The refiner's patch net alone, as a module to export (`refiner_patches.onnx`): onnxruntime
+    on a CPU runs it on windows that the host gathers and pastes (vmatte.ops.patches), which costs
+    less there than the whole-frame graph's upsample, gather, scatter and layout reorders."""
+
+    def __init__(self, refiner: "Refiner"):
+        super().__init__()
+        self.refiner = refiner
+
+    def forward(self, image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        return self.refiner.refine_windows(image, alpha)
+
+
 class Refiner(nn.Module):
     """Inputs: full-resolution image [B,3,H,W] in [0,1] (H, W multiples of 64) and the coarse alpha
     [B,1,h,w]. Output: alpha [B,1,H,W]: the bilinearly upsampled coarse alpha with the `patches`
@@ -127,6 +140,13 @@ class Refiner(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = RefinerNet(cfg.widths, cfg.deep)
+
+    def refine_windows(self, img: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The patch net on gathered windows: image [N,3,S,S] in [0,1] and upsampled alpha
+        [N,1,S,S] (S = 64 + 2*context) -> refined alpha of the window centres [N,1,64,64]."""
+        P = self.cfg.context
+        delta = self.net(torch.cat([normalize_rgb(img), base], 1), crop=P)  # [N,1,64,64]
+        return torch.clamp(base[:, :, P : P + PATCH, P : P + PATCH] + delta, 0.0, 1.0)
 
     def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         B, C, H, W = image.shape
@@ -143,8 +163,7 @@ class Refiner(nn.Module):
         rows, cols = _window_rows(y0, S, P, H), _window_rows(x0, S, P, W)  # [B,K,S]
         img = gather_windows(image, rows, cols)  # [B*K,3,S,S]
         base = gather_windows(up, rows, cols)  # [B*K,1,S,S]
-        delta = self.net(torch.cat([normalize_rgb(img), base], 1), crop=P)  # [B*K,1,64,64]
-        new = torch.clamp(base[:, :, P : P + PATCH, P : P + PATCH] + delta, 0.0, 1.0)  # [B*K,1,64,64]
+        new = self.refine_windows(img, base)  # [B*K,1,64,64]
         # Paste the refined cells back (cells are disjoint, so the scatter is order-free).
         prow, pcol = _window_rows(y0, PATCH, 0, H), _window_rows(x0, PATCH, 0, W)
         pidx = (prow.unsqueeze(-1) * W + pcol.unsqueeze(-2)).reshape(B, -1)  # [B,K*64*64]
