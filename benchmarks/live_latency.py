@@ -124,17 +124,25 @@ def _cpu_ticks() -> tuple[float, float]:
 
 def live_run(args, matte, workers: int | str = 1) -> dict:
     """One live run; workers: frames in flight, or "auto" (up to 2, chosen by the in-flight policy
-    as `vmatte webcam --workers auto` does)."""
+    as `vmatte webcam --workers auto` does). matte: a Matter's matte; with "auto" its refiner budget
+    adapts too, as the webcam's does (vmatte.live_policy.RefineBudget), and is restored afterwards."""
     adaptive = str(workers) == "auto"
+    m = getattr(matte, "__self__", None)
+    full = getattr(m, "refine_patches", None)
+    budget = (full, lambda k: setattr(m, "refine_patches", k)) if adaptive and full is not None else None
     with make_camera(args, realtime=True) as cam:
         loop = LiveLoop(cam, matte, [I420Sink()], background="blur", smoothing=args.smoothing,
                         max_seconds=args.seconds, stats_every=5.0, workers=2 if adaptive else int(workers),
-                        adaptive=adaptive)
+                        adaptive=adaptive, refine_patches=budget)
         try:
             c0 = _cpu_ticks()
         except OSError:
             c0 = None
-        res = loop.run().as_dict()
+        try:
+            res = loop.run().as_dict()
+        finally:
+            if budget is not None:
+                m.refine_patches = full
         if c0 is not None:
             c1 = _cpu_ticks()
             # CPU taken by other processes during the run, in cores (0 = the machine was ours).

@@ -123,3 +123,31 @@ def test_refiner_runs_only_when_the_frame_is_enough_larger_than_the_generator(ra
     m.matte(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8))
     assert calls == ["segmenter", "generator", "refiner"]
     assert not needs_refiner((256, 320), (208, 256)) and needs_refiner((768, 1280), (160, 256))
+
+
+def test_refine_patches_budget_on_onnxruntime(blob_frame):
+    """The shipped export's refiner runs on the host: its cell budget changes per call; fewer cells
+    change only the border, 0 leaves the plain upsample of the coarse alpha."""
+    import cv2
+
+    frame = cv2.resize(blob_frame, (1280, 720), interpolation=cv2.INTER_LINEAR)  # refined at 720p
+    m = Matter("rt", backend="onnxruntime")
+    assert m.refine_patches == m.config["refiner"]["patches"] == 32
+    full = m.matte(frame)
+    m.refine_patches = 0
+    none = m.matte(frame)
+    assert 0 < np.abs(full - none).max() and (np.abs(full - none) > 1e-6).mean() < 0.2  # cells of 64x64 only
+    m.refine_patches = 32
+    np.testing.assert_array_equal(m.matte(frame), full)
+    assert Matter("rt", backend="onnxruntime", refine_patches=8).refine_patches == 8
+    for bad in (-1, 5000, 2.5, True):
+        with pytest.raises(VmatteError, match="refine_patches .* is out of range"):
+            m.refine_patches = bad
+
+
+def test_refine_patches_needs_onnxruntime(random_weights):
+    pytest.importorskip("torch")
+    m = Matter("rt", backend="torch", weights=random_weights)
+    assert m.refine_patches is None
+    with pytest.raises(VmatteError, match="needs the onnxruntime backend"):
+        m.refine_patches = 8

@@ -239,25 +239,37 @@ def test_patch_net_onnx_matches_the_refiner(model, onnx32):
         assert np.abs(got - ref).max() < 1e-4
 
 
-@pytest.mark.parametrize("full", [(384, 640), (256, 256), (128, 192)])  # 60, 16 and 6 cells (the budget is 32)
-def test_host_refiner_matches_the_graph(onnx32, full):
-    """The onnxruntime backend's host plumbing around the patch net gives the refiner graph's alpha,
-    also with fewer cells than the patch budget, and from the uint8 frame as run_matte feeds it."""
+@pytest.mark.parametrize("full,low,frame", [
+    ((384, 640), (96, 160), (384, 640)),  # 60 cells, the score resize an identity
+    ((384, 640), (64, 96), (370, 630)),  # scores upsampled 1.5x; an unpadded frame
+    ((384, 640), (128, 224), (384, 600)),  # scores downsampled
+    ((256, 256), (64, 64), (250, 256)),  # 16 cells
+    ((128, 192), (40, 56), (128, 192)),  # 6 cells, fewer than the budget of 32
+])
+def test_host_refiner_matches_the_graph(onnx32, full, low, frame):
+    """The onnxruntime backend's host plumbing around the patch net gives the refiner graph's alpha:
+    any score resize, fewer cells than the patch budget, a batch of two, and from the unpadded
+    uint8 frame as run_matte feeds it (the graph gets the edge-padded frame, as prepare pads)."""
     from vmatte.backends import ModelSource, create_backend
     from vmatte.ops.patches import refine_alpha
 
     be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent))
     assert be.patch_plan == (32, 4)
-    H, W = full
+    (H, W), (h, w), (fh, fw) = full, low, frame
     rng = np.random.default_rng(4)
-    frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-    image = (frame.transpose(2, 0, 1)[None] * np.float32(1 / 255)).astype(np.float32)
-    coarse = blob_alpha(H // 4, W // 4)
+    rgb = rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8)
+    padded = np.pad(rgb, ((0, H - fh), (0, W - fw), (0, 0)), mode="edge")
+    image = (padded.transpose(2, 0, 1)[None] * np.float32(1 / 255)).astype(np.float32)
+    coarse = blob_alpha(h, w)
     graph = be.sessions["refiner"].run(None, {"image": image, "coarse": coarse})[0]
+    assert np.abs(graph - be.sessions["refiner"].run(None, {"image": image, "coarse": coarse})[0]).max() == 0
     host = be.run("refiner", image=image, coarse=coarse)
-    assert host.shape == graph.shape
-    assert np.abs(host - graph).max() < 1e-4
-    from_u8 = refine_alpha(frame, coarse[0, 0], (H, W), *be.patch_plan, be.run_patch_net)
+    assert host.shape == graph.shape and np.abs(host - graph).max() < 1e-4
+    coarse2 = np.concatenate([coarse, coarse[:, :, ::-1, ::-1].copy()])  # another subject, other cells
+    image2 = np.concatenate([image, image[:, :, ::-1, ::-1].copy()])
+    graph2 = be.sessions["refiner"].run(None, {"image": image2, "coarse": coarse2})[0]
+    assert np.abs(be.run("refiner", image=image2, coarse=coarse2) - graph2).max() < 1e-4
+    from_u8 = refine_alpha(rgb, coarse[0, 0], (H, W), *be.patch_plan, be.run_patch_net)
     assert np.abs(from_u8 - graph[0, 0]).max() < 1e-4
 
 

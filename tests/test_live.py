@@ -450,6 +450,32 @@ def test_adaptive_in_flight_uses_two_workers_only_when_one_cannot_keep_up(delay,
     assert stats.in_flight == want and stats.in_flight_switches == want - 1
 
 
+def test_adaptive_loop_lowers_the_refiner_budget_only_when_two_workers_cannot_keep_up():
+    """A 100 fps camera and a matte whose time follows the refiner budget (1 ms a cell): with both
+    workers busy and 32 ms mattes the budget falls until the mattes are fast enough."""
+    budget = {"k": 32}
+
+    def matte(rgb):
+        time.sleep(0.001 * budget["k"] + 0.002)
+        return np.full(rgb.shape[:2], 0.5, np.float32)
+
+    loop = LiveLoop(FakeCamera(period=0.01), matte, [NullSink()], background=passthrough, smoothing=0.0,
+                    max_frames=150, stats_every=0, fps_cap=100.0, workers=2, adaptive=True,
+                    refine_patches=(32, lambda k: budget.update(k=k)))
+    stats = loop.run()
+    assert stats.in_flight == 2
+    assert stats.refine_patches == budget["k"] < 32 and stats.refine_switches >= 1
+
+
+def test_fast_mattes_keep_the_full_refiner_budget():
+    set_to = []
+    loop = LiveLoop(FakeCamera(period=0.01), SlowMatter(0.002), [NullSink()], background=passthrough, smoothing=0.0,
+                    max_frames=60, stats_every=0, fps_cap=100.0, workers=2, adaptive=True,
+                    refine_patches=(32, set_to.append))
+    stats = loop.run()
+    assert stats.refine_patches == 32 and stats.refine_switches == 0 and set_to == []
+
+
 def test_matte_returning_a_reused_buffer_is_copied_before_the_next_frame():
     """Matter.matte may return a view of a per-thread buffer; the worker overwrites it with the next
     frame while the output stage is still using the previous one."""

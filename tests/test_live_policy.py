@@ -38,3 +38,37 @@ def test_a_single_worker_never_changes():
 def test_bad_policy_arguments(kw):
     with pytest.raises(ValueError):
         InFlightPolicy(**kw)
+
+
+# -- the refiner's cell budget ------------------------------------------------------------------------
+from vmatte.live_policy import RefineBudget  # noqa: E402
+
+
+def feed_budget(b: RefineBudget, matte_s: float, frames: int, saturated: bool = True) -> int:
+    for _ in range(frames):
+        b.observe(matte_s, saturated)
+    return b.budget
+
+
+def test_budget_falls_only_while_every_worker_is_busy_and_rises_when_fast():
+    b = RefineBudget(32, 1 / 30, window=10)  # down above 33.3 ms, up below 20 ms
+    assert b.levels == [32, 16, 8, 0]
+    assert feed_budget(b, 0.040, 50, saturated=False) == 32  # a free worker is left: the in-flight policy's turn
+    b = RefineBudget(32, 1 / 30, window=10)
+    assert feed_budget(b, 0.040, 9) == 32 and feed_budget(b, 0.040, 1) == 16  # a full window first
+    assert feed_budget(b, 0.030, 50) == 16  # between the thresholds: stays
+    assert feed_budget(b, 0.040, 30) == 0 and feed_budget(b, 0.040, 30) == 0  # the floor
+    assert feed_budget(b, 0.015, 10) == 8 and feed_budget(b, 0.015, 20) == 32
+    assert b.switches == 6
+
+
+def test_a_zero_budget_has_one_level():
+    b = RefineBudget(0, 1 / 30, window=2)
+    assert b.levels == [0] and feed_budget(b, 1.0, 10) == 0 and b.switches == 0
+
+
+@pytest.mark.parametrize("kw", [dict(full=-1, interval=1 / 30), dict(full=32, interval=0.0),
+                                dict(full=32, interval=1 / 30, low=1.2, high=1.0)])
+def test_bad_budget_arguments(kw):
+    with pytest.raises(ValueError):
+        RefineBudget(**kw)

@@ -35,7 +35,7 @@ def test_refine_alpha_pastes_only_the_chosen_cells():
     H, W = 256, 384  # 4 x 6 cells
     yy, xx = np.mgrid[0:64, 0:96]
     coarse = np.clip(1.5 - np.hypot(yy - 32, xx - 48) / 16.0, 0, 1).astype(np.float32)  # a soft disc
-    frame = np.full((H - 10, W - 30, 3), 200, np.uint8)  # unpadded: windows clamp to the frame
+    frame = np.random.default_rng(1).integers(0, 256, (H - 10, W - 30, 3), dtype=np.uint8)  # unpadded
     seen = {}
 
     def net(img, base):
@@ -45,10 +45,17 @@ def test_refine_alpha_pastes_only_the_chosen_cells():
     up = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_LINEAR)
     out = refine_alpha(frame, coarse, (H, W), 3, 4, net)
     assert seen["img"].shape == (3, 3, 72, 72) and seen["img"].dtype == np.float32
-    np.testing.assert_allclose(seen["img"], 200 / 255, rtol=1e-6)  # uint8 scaled as vmatte.api.to_nchw
     assert seen["base"].shape == (3, 1, 72, 72)
     pasted = (out == 0.25).reshape(4, PATCH, 6, PATCH).all(axis=(1, 3))
     assert pasted.sum() == 3
+    padded = np.pad(frame, ((4, 14), (4, 34), (0, 0)), mode="edge")  # edge-padded to whole cells, plus context
+    up_p = np.pad(up, 4, mode="edge")
+    for k, (r, c) in enumerate(zip(*np.nonzero(pasted))):  # windows in cell order (the disc's scores tie by symmetry)
+        y, x = r * PATCH, c * PATCH
+        match = [j for j in range(3) if np.array_equal(seen["base"][j, 0], up_p[y:y + 72, x:x + 72])]
+        assert match, (r, c)
+        want = padded[y:y + 72, x:x + 72].transpose(2, 0, 1) * np.float32(1 / 255)  # as vmatte.api.to_nchw
+        assert any(np.array_equal(seen["img"][j], want) for j in match)
     assert np.array_equal(out[~np.kron(pasted, np.ones((PATCH, PATCH), bool))], up[~np.kron(pasted, np.ones((PATCH, PATCH), bool))])
     none = refine_alpha(frame, coarse, (H, W), 0, 4, net)  # no budget: the plain upsample
     np.testing.assert_array_equal(none, up)

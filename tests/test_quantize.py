@@ -53,8 +53,12 @@ def test_quantised_export_is_close_to_fp32(int8_dir):
     from vmatte.export.quantize import NODE_PREFIX, nodes_to_quantize
 
     pipe = Pipeline(int8_dir, 128)
-    for c in ("refiner", PATCH_NET):  # the patch network only: its prefix names nodes of the export
+    for c in ("refiner", PATCH_NET):  # the patch network only: inputs, normalisation and output stay float
         assert nodes_to_quantize(int8_dir / f"{c}.onnx", NODE_PREFIX[c])
+        g = onnx.load(str(int8_path(int8_dir, c))).graph
+        inputs, outputs = {i.name for i in g.input}, {o.name for o in g.output}
+        assert not [n.name for n in g.node if n.op_type == "QuantizeLinear" and set(n.input) & inputs], c
+        assert not [n.name for n in g.node if n.op_type == "DequantizeLinear" and set(n.output) & outputs], c
     for c in PARTS:
         meta = {p.key: p.value for p in onnx.load(str(int8_path(int8_dir, c))).metadata_props}
         assert meta["vmatte_precision"] == "int8" and meta["weights_sha256"] == "abc"
@@ -206,7 +210,11 @@ def test_shipped_int8_files_match_the_shipped_fp32_files():
     from vmatte.export.onnx import read_metadata
     from vmatte.weights import file_sha256, shipped_onnx_dir
 
+    import onnx
+
     d = shipped_onnx_dir("rt")
+    g = onnx.load(str(d / f"{PATCH_NET}.int8.onnx")).graph  # the patch network only, as the refiner's
+    assert not [n.name for n in g.node if n.op_type == "QuantizeLinear" and set(n.input) & {i.name for i in g.input}]
     for c in PARTS:
         meta = read_metadata(d / f"{c}.int8.onnx")
         assert meta["fp32_sha256"] == file_sha256(d / f"{c}.onnx"), (

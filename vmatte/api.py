@@ -91,10 +91,11 @@ class Matter:
     model: registered variant (list_models(); those in list_models(shipped=True) need no weights); backend: "auto", "onnxruntime", "torch",
     "torch-cuda" or "tensorrt"; size: generator long side in pixels (default: the model's);
     weights: a .safetensors file (default: the shipped one); precision: "fp32" or "int8" (onnxruntime's
-    <component>.int8.onnx files: opt-in, hardly faster on the CPUs measured)."""
+    <component>.int8.onnx files: opt-in, hardly faster on the CPUs measured); refine_patches: the
+    refiner's cell budget a frame (onnxruntime only; default the model's; see the property)."""
 
     def __init__(self, model: str = "rt", backend: str = "auto", size: int | None = None, weights: str | Path | None = None,
-                 precision: str = "fp32", **backend_options: Any):
+                 precision: str = "fp32", refine_patches: int | None = None, **backend_options: Any):
         from .backends import backend_for_precision
         from .registry import list_models
 
@@ -130,6 +131,8 @@ class Matter:
         self.backend = create_backend(name, self.source, **backend_options)
         # GPU backends share one execution context, stream and staging buffers: one frame at a time.
         self._serial = threading.Lock() if getattr(self.backend, "device", "cpu") == "cuda" else nullcontext()
+        if refine_patches is not None:
+            self.refine_patches = refine_patches
         log.info("Matter(model=%s, backend=%s, size=%d)", model, self.backend.name, self.long_side)
 
     @staticmethod
@@ -147,6 +150,9 @@ class Matter:
                 from .registry import create_model
                 from .weights import load_weights
             except ImportError as e:
+                if (out / "refiner.onnx").is_file():  # an older cache: it runs, the refiner as one graph
+                    log.info("ONNX cache %s predates the refiner's patch net; without torch it runs as it is", out)
+                    return out
                 raise VmatteError(f"running your own weights with onnxruntime exports them to ONNX once, which needs torch ({e}); "
                                   "pip install 'vmatte[torch]', or export elsewhere with `vmatte export --format onnx`") from None
 
@@ -159,6 +165,26 @@ class Matter:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    @property
+    def refine_patches(self) -> int | None:
+        """The refiner's budget of 64x64 cells per frame, or None where the backend runs the refiner
+        as one graph (its budget fixed at export: the GPU backends, exports without the patch net)."""
+        plan = self.backend.patch_plan
+        return None if plan is None else plan[0]
+
+    @refine_patches.setter
+    def refine_patches(self, k: int) -> None:
+        """Change the budget on the fly (onnxruntime: the host picks the cells): fewer cells cost
+        less CPU and refine less of the border; 0 leaves the bilinear upsample of the coarse alpha."""
+        plan = self.backend.patch_plan
+        if plan is None:
+            raise VmatteError(f"the {self.backend.name} backend runs the refiner as one graph, whose patch budget is fixed; "
+                              "a budget (refine_patches, --refine-patches) needs the onnxruntime backend (--backend onnxruntime)")
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 4096:
+            raise VmatteError(f"refine_patches {k!r} (--refine-patches) is out of range; use 0 to 4096 cells a frame (the model's default is "
+                              f"{self.config['refiner']['patches']})")
+        self.backend.patch_plan = (k, plan[1])  # one assignment: threads matting now see the old or the new plan
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """The segmenter's coarse person mask, upsampled to H x W float32."""

@@ -1,6 +1,8 @@
 """Where the time goes inside each ONNX graph on the CPU: onnxruntime's own profiler, its kernel
 times summed per op group (convolutions, upsampling, patch scoring, gather, paste, layout
-reorders, other). The host-side stage timer (vmatte.profile) sees a component as one call; this
+reorders, other). For the refiner that is its patch net's graph when the export has one (the
+onnxruntime backend then does the upsample, cell choice, gather and paste on the host), else the
+whole refiner graph. The host-side stage timer (vmatte.profile) sees a component as one call; this
 says which ops in it to make cheaper.
 
 The profiled sessions take the onnxruntime backend's options (all graph optimisations, one
@@ -44,7 +46,7 @@ _LABELS = {"convolution": "convolutions", "upsampling": "upsampling (Resize)",
            "paste": "paste (ScatterElements)", "layout": "layout reorders (ReorderInput/Output, Transpose)",
            "other": "other ops (shape arithmetic, Concat, Pad, ...)"}
 _REFINER_LABELS = {"convolution": "patch net (Conv, Relu)",
-                   "scoring": "patch scoring (Mul/Sub/AveragePool/TopK)",
+                   "scoring": "elementwise (patch net: normalise, residual add; whole graph: cell scoring, TopK)",
                    "gather": "patch gather (GatherElements)", "paste": "patch paste (ScatterElements)"}
 
 

@@ -266,6 +266,8 @@ class LiveStats:
     timings_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
     in_flight: int = 0  # frames matted at once at the end (adaptive: what the policy chose)
     in_flight_switches: int = 0  # times the adaptive policy changed it
+    refine_patches: int | None = None  # the refiner's cell budget at the end (adaptive: the budget policy's)
+    refine_switches: int = 0  # times the budget policy changed it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,7 +300,10 @@ class LiveLoop:
     2-core CPU). `matte` must be safe to call from `workers` threads at once when workers > 1.
     adaptive: with workers > 1, let vmatte.live_policy.InFlightPolicy choose from measured matte
     times how many of them take frames (one while mattes stay well under the camera interval, all
-    of them when they come close).
+    of them when they come close). refine_patches: (the matte's full refiner budget, a setter for
+    it), e.g. (m.refine_patches, lambda k: setattr(m, "refine_patches", k)) for a Matter m: when
+    adaptive, vmatte.live_policy.RefineBudget lowers the budget while even every worker cannot keep
+    up with the camera, and raises it again when the mattes get fast enough.
     """
 
     def __init__(self, source: LiveSource, matte: Callable[[np.ndarray], np.ndarray], sinks: Iterable[LiveSink] = (),
@@ -306,7 +311,7 @@ class LiveLoop:
                  fps_cap: float | None = None, max_latency: float = 0.5, max_seconds: float | None = None,
                  max_frames: int | None = None, stats_every: float = 5.0,
                  key_backgrounds: dict[str, Any] | None = None, keep_latencies: int = 100_000, workers: int = 1,
-                 adaptive: bool = False):
+                 adaptive: bool = False, refine_patches: tuple[int, Callable[[int], None]] | None = None):
         if int(workers) < 1:
             raise VmatteError(f"workers={workers} is invalid; use 1 (one frame matted at a time) or more")
         self.source = source
@@ -321,6 +326,7 @@ class LiveLoop:
         self.workers = int(workers)
         self.adaptive = bool(adaptive) and self.workers > 1
         self._active = self.workers  # workers allowed to take frames (the policy's choice when adaptive)
+        self.refine_patches = refine_patches
         self.key_backgrounds = dict(DEFAULT_KEY_BACKGROUNDS, **(key_backgrounds or {}))
         self._bg_lock = threading.Lock()
         self._retired: list[Any] = []
@@ -577,6 +583,11 @@ class LiveLoop:
             rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
             policy = InFlightPolicy(self.workers, 1.0 / min(rates or [30.0]))  # frames come at the slower rate
         self._active = 1 if policy is not None else self.workers
+        budget = None
+        if policy is not None and self.refine_patches is not None:
+            from .live_policy import RefineBudget
+
+            budget = RefineBudget(self.refine_patches[0], policy.interval)
         workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]
         start = time.perf_counter()
@@ -623,6 +634,10 @@ class LiveLoop:
                 self._add("queue", t_out - t1)  # matted -> output stage free
                 if policy is not None:
                     self._active = policy.observe(t1 - t0)
+                if budget is not None:
+                    k = budget.budget
+                    if budget.observe(t1 - t0, self._active == self.workers) != k:
+                        self.refine_patches[1](budget.budget)
                 lat = done - fr.t
                 self.latencies.append(lat)
                 self.out_indices.append(fr.index)
@@ -664,6 +679,9 @@ class LiveLoop:
         stats.stopped_by = self._stop_reason or "stop"
         stats.in_flight = self._active
         stats.in_flight_switches = policy.switches if policy is not None else 0
+        if self.refine_patches is not None:
+            stats.refine_patches = budget.budget if budget is not None else self.refine_patches[0]
+            stats.refine_switches = budget.switches if budget is not None else 0
         stats.fps = stats.frames_out / stats.seconds if stats.seconds > 0 else 0.0
         stats.input_fps = stats.frames_in / stats.seconds if stats.seconds > 0 else 0.0
         lats = list(self.latencies)

@@ -57,3 +57,49 @@ class InFlightPolicy:
         self._times.clear()
         log.info("live: %d frame(s) in flight (median matte %.1f ms, camera interval %.1f ms)",
                  active, m * 1e3, self.interval * 1e3)
+
+
+class RefineBudget:
+    """The refiner's cell budget a frame under live load (`budget`: full, full/2, full/4 or 0).
+
+    When every worker is already busy (the in-flight policy has nothing left to give) and the
+    median matte over the last `window` frames is still above `high` x the camera interval, the
+    frames wait and latency grows, so the budget drops a level; below `low` x it goes back up a
+    level. The refiner's cells are the one cost that scales down without touching the segmenter
+    and generator (on the dev set, no cells at all: MSE 9.31 vs 9.29 x1e-3, SAD +7 %; docs/
+    benchmarks.md), so a slow CPU keeps the frame rate and loses only some edge detail.
+    """
+
+    def __init__(self, full: int, interval: float, *, high: float = 1.0, low: float = 0.6, window: int = 30):
+        if full < 0 or interval <= 0 or window < 1 or not 0 < low < high:
+            raise ValueError(f"bad budget policy: full={full}, interval={interval}, window={window}, low={low}, high={high}")
+        self.levels = sorted({full, full // 2, full // 4, 0}, reverse=True)  # [full, ..., 0]
+        self.interval = float(interval)
+        self.high, self.low = float(high), float(low)
+        self.level = 0
+        self.switches = 0
+        self._times: deque[float] = deque(maxlen=int(window))
+
+    @property
+    def budget(self) -> int:
+        return self.levels[self.level]
+
+    def observe(self, matte_s: float, saturated: bool) -> int:
+        """Record one frame's matte time (seconds) and whether every worker takes frames now;
+        returns the budget to use."""
+        self._times.append(float(matte_s))
+        if len(self._times) < (self._times.maxlen or 1):
+            return self.budget
+        m = median(self._times)
+        if saturated and m > self.high * self.interval and self.level < len(self.levels) - 1:
+            self._set(self.level + 1, m)
+        elif m < self.low * self.interval and self.level > 0:
+            self._set(self.level - 1, m)
+        return self.budget
+
+    def _set(self, level: int, m: float) -> None:
+        self.level = level
+        self.switches += 1
+        self._times.clear()
+        log.info("live: refiner budget %d cells a frame (median matte %.1f ms, camera interval %.1f ms)",
+                 self.budget, m * 1e3, self.interval * 1e3)

@@ -1,9 +1,10 @@
 """Where a CPU frame's time goes: every stage of one frame's path through `vmatte process` on
 onnxruntime (the light install's path, no torch), timed on its own per frame.
 
-The path, in order: H.264 decode, yuv420p -> RGB, padding, the area resize and the two uint8 ->
-float conversions of vmatte.api.prepare, segmenter, generator, refiner (each split by op group
-with onnxruntime's profiler, vmatte.graph_profile), copy out, the temporal filter's guide and
+The path, in order: H.264 decode, yuv420p -> RGB, padding, the area resize and the uint8 ->
+float conversions of vmatte.api.prepare (the full-resolution one only for an export without the
+refiner's patch net), segmenter, generator, refiner (each split by op group with onnxruntime's
+profiler, vmatte.graph_profile; the refiner's host plumbing on its own row), copy out, the temporal filter's guide and
 push, the blur composite, RGB -> yuv420p as VideoSink converts it, libx264 encode. Beside it,
 not summed: a colour background, and the webcam's smoother, blur backdrop and I420 conversion.
 
@@ -306,7 +307,7 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
                 out = backend.run("refiner", image=full, coarse=coarse)
             else:
                 out = cv2.resize(np.asarray(coarse, np.float32)[0, 0], (Wp, Hp), interpolation=cv2.INTER_LINEAR)[None, None]
-        if refine and plan is not None:  # the refiner's time outside its patch net
+        if refine and plan is not None and plan[0] > 0:  # the refiner's time outside its patch net
             for series in (clock.wall, clock.cpu, clock.thread):
                 series.setdefault("plumbing", []).append(series["refiner"][-1] - series["patch_net"][-1])
         with clock("copy_out"):
@@ -321,11 +322,12 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         for (rgb_t, pts), a_t in done:
             output(rgb_t, a_t, pts)
 
+    skipped = {"full_float"} if plan is not None else set()  # not on the path of a host refiner
     if progress:
         progress(f"timing the stages of {need} frames ({warmup} warm-up)")
     try:
         for pkt in packets + [None]:
-            if min(clock.count(k) for k, _, _ in STAGES) >= need:
+            if min(clock.count(k) for k, _, _ in STAGES if k not in skipped) >= need:
                 break
             if pkt is None:
                 vfs = dec.decode(None)  # the decoder's last frames (its flush is not a frame's work)
@@ -346,7 +348,6 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         graphs = profile_graphs(onnx_dir_for(model, wpath), graph_inputs(), warmup=2) if graph_runs > 0 else {}
     finally:
         backend.close()
-    skipped = {"full_float"} if plan is not None else set()  # not on the path of a host refiner
     short = [k for k, _, _ in STAGES if k not in skipped and clock.count(k) < need]
     if short:
         log.warning("stages with fewer than %d samples: %s", need, ", ".join(short))

@@ -69,7 +69,7 @@ class OnnxRuntimeBackend(Backend):
                 raise VmatteError(f"ONNX file {patch_file} lacks its patch budget and context metadata; "
                                   "re-export it with `vmatte export --format onnx --force`") from None
         else:
-            log.debug("no %s: the refiner runs as one graph", patch_file.name)
+            log.info("no %s in %s: the refiner runs as one graph (re-export for the faster CPU path)", patch_file.name, source.onnx_dir)
 
     def _load(self, ort, comp: str, path: Path, opts, providers) -> Any:
         try:
@@ -91,8 +91,10 @@ class OnnxRuntimeBackend(Backend):
             from ..ops.patches import refine_alpha
 
             for b in range(img.shape[0]):
-                refine_alpha(img[b].transpose(1, 2, 0), feed["coarse"][b, 0], img.shape[2:], *self.patch_plan,
-                             self.run_patch_net, out=out[b, 0])
+                alpha = refine_alpha(img[b].transpose(1, 2, 0), feed["coarse"][b, 0], img.shape[2:], *self.patch_plan,
+                                     self.run_patch_net, out=out[b, 0])
+                if not np.shares_memory(alpha, out):  # OpenCV wrote elsewhere: copy it in
+                    out[b, 0] = alpha
             return out
         return self._run(component, feed, out_name, out)
 

@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import add_precision_arg
+from . import add_precision_arg, add_refine_patches_arg
 
 # --compare-* option -> (table name, loader module, class); each loads before any image is scored.
 BASELINES = {
@@ -28,6 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="rt", help="model variant (default: rt)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, torch-cuda or tensorrt")
     add_precision_arg(p)
+    add_refine_patches_arg(p)
     p.add_argument("--size", type=int, default=None, help="generator long side in px (default: the model's)")
     p.add_argument("--weights", default=None, help="a .safetensors file instead of the shipped weights")
     p.add_argument("--masks", action="store_true",
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs["size"] = args.size
     if args.weights is not None:
         kwargs["weights"] = args.weights
+    if args.refine_patches is not None:
+        kwargs["refine_patches"] = args.refine_patches
     results = {}
     matter = Matter(**kwargs)
     try:

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from ..errors import VmatteError
-from . import add_precision_arg
+from . import add_precision_arg, add_refine_patches_arg
 
 HELP = "live camera with the background blurred or replaced, sent to a virtual camera for video calls"
 LIVE_CPU_SIZE = 224  # generator long side for live video on a CPU backend (docs/benchmarks.md, Live)
@@ -67,6 +67,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    choices=["auto", "onnxruntime", "torch", "tensorrt", "torch-cuda"], help="inference backend")
     p.add_argument("--model", default="rt", help="model name (default: rt, the one that ships weights; others need --weights)")
     add_precision_arg(p)
+    add_refine_patches_arg(p, "; by default, with --workers auto, lowered while the CPU cannot keep up with the camera")
     p.add_argument("--weights", default=None, help="weights .safetensors (default: the shipped ones)")
     p.add_argument("--size", type=int, default=None,
                    help=f"low-resolution long side for the model, 64 to 8192 (default: {LIVE_CPU_SIZE} on a CPU backend, "
@@ -148,10 +149,15 @@ def run(args) -> int:
 
             if Path(args.background).suffix.lower() in IMAGE_EXTS and Path(args.background).is_file():
                 keys["image"] = args.background
+        if args.refine_patches is not None:
+            matter.refine_patches = args.refine_patches  # fixed: the budget policy stays off
+        budget = None
+        if args.refine_patches is None and getattr(matter, "refine_patches", None) is not None:
+            budget = (matter.refine_patches, lambda k: setattr(matter, "refine_patches", k))
         loop = LiveLoop(cam, matter.matte, sinks, background=args.background, smoothing=args.smoothing,
                         motion_adaptive=not args.no_motion_adaptive, fps_cap=args.fps, max_latency=args.max_latency,
                         max_seconds=args.max_seconds, stats_every=args.stats_every, key_backgrounds=keys,
-                        workers=workers, adaptive=str(args.workers).strip().lower() == "auto")
+                        workers=workers, adaptive=str(args.workers).strip().lower() == "auto", refine_patches=budget)
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
             old = signal.signal(signal.SIGTERM, lambda *_: loop.stop("SIGTERM"))
             stack.callback(signal.signal, signal.SIGTERM, old)

@@ -134,7 +134,8 @@ class PatchRefiner(nn.Module):
 class Refiner(nn.Module):
     """Inputs: full-resolution image [B,3,H,W] in [0,1] (H, W multiples of 64) and the coarse alpha
     [B,1,h,w]. Output: alpha [B,1,H,W]: the bilinearly upsampled coarse alpha with the `patches`
-    most uncertain 64x64 cells re-predicted (the host pads frames to whole cells)."""
+    most uncertain 64x64 cells re-predicted (the caller pads frames to whole cells). onnxruntime on a
+    CPU runs the same steps around the exported patch net instead (vmatte.ops.patches)."""
 
     def __init__(self, cfg: RefinerConfig = RefinerConfig()):
         super().__init__()

@@ -4,8 +4,10 @@ choice, window gather and paste, around its patch net (`refiner_patches.onnx`).
 The exported refiner graph does this inside onnxruntime over the whole frame (a full-resolution
 upsample, GatherElements over a flattened frame, ScatterElements, layout reorders); on a CPU the
 host does the same with one OpenCV resize and slices of the K windows, for less time. Same
-interpolant, same cells (ties go to the lower index, as TopK's), the same windows (edge-replicated)
-and the same paste, so the result matches the graph's to float rounding."""
+interpolant (half-pixel bilinear, edges clamped), the same cells (ties go to the lower index, as
+TopK's; cells whose scores differ by float rounding only, as in a frame with no person, may be
+picked otherwise), the same windows (edge-replicated) and the same paste, so the result matches
+the graph's to float rounding."""
 from __future__ import annotations
 
 from typing import Callable
