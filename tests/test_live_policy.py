@@ -51,7 +51,7 @@ def feed_budget(b: RefineBudget, matte_s: float, frames: int, saturated: bool = 
 
 
 def test_budget_falls_only_while_every_worker_is_busy_and_rises_when_fast():
-    b = RefineBudget(32, 1 / 30, window=10)  # down above 33.3 ms, up below 20 ms
+    b = RefineBudget(32, 1 / 30, window=10)  # down above 36.7 ms, up below 20 ms
     assert b.levels == [32, 16, 8, 0]
     assert feed_budget(b, 0.040, 50, saturated=False) == 32  # a free worker is left: the in-flight policy's turn
     b = RefineBudget(32, 1 / 30, window=10)

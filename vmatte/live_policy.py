@@ -70,7 +70,7 @@ class RefineBudget:
     benchmarks.md), so a slow CPU keeps the frame rate and loses only some edge detail.
     """
 
-    def __init__(self, full: int, interval: float, *, high: float = 1.0, low: float = 0.6, window: int = 30):
+    def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 30):
         if full < 0 or interval <= 0 or window < 1 or not 0 < low < high:
             raise ValueError(f"bad budget policy: full={full}, interval={interval}, window={window}, low={low}, high={high}")
         self.levels = sorted({full, full // 2, full // 4, 0}, reverse=True)  # [full, ..., 0]

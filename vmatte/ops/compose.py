@@ -60,7 +60,10 @@ def _check_rgb(img: np.ndarray) -> None:
 def _alpha3(alpha: np.ndarray) -> np.ndarray:
     """alpha float [H,W] -> uint8 [H,W,3] in 0..255, rounded; above 1 saturates to 255, below 0,
     NaN and +-inf to 0."""
-    a8 = cv2.multiply(np.asarray(alpha, np.float32), 255.0, dtype=cv2.CV_8U)
+    a = np.asarray(alpha, np.float32)
+    if not cv2.checkRange(a, quiet=True)[0]:  # NaN or +-inf: OpenCV versions saturate them differently
+        a = np.where(np.isfinite(a), a, np.float32(0.0))
+    a8 = cv2.multiply(a, 255.0, dtype=cv2.CV_8U)
     return cv2.merge([a8, a8, a8])
 
 
