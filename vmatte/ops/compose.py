@@ -61,7 +61,8 @@ def _alpha3(alpha: np.ndarray) -> np.ndarray:
     """alpha float [H,W] -> uint8 [H,W,3] in 0..255, rounded; above 1 saturates to 255, below 0,
     NaN and +-inf to 0."""
     a = np.asarray(alpha, np.float32)
-    if not cv2.checkRange(a, quiet=True)[0]:  # NaN or +-inf: OpenCV versions saturate them differently
+    if not np.isfinite(cv2.sumElems(a)[0]):  # NaN or +-inf (a sum in float64: 0.05 ms at 720p), which
+        # OpenCV versions saturate differently (5.0: to 0; 5.1: NaN and +inf to 255)
         a = np.where(np.isfinite(a), a, np.float32(0.0))
     a8 = cv2.multiply(a, 255.0, dtype=cv2.CV_8U)
     return cv2.merge([a8, a8, a8])
