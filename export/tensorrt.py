@@ -293,9 +293,12 @@ def _export_onnx_from_weights(weights: Path, out_dir: Path, half: bool) -> dict[
     from vmatte.registry import create_model
     from vmatte.weights import file_sha256, load_weights, read_header
 
-    from .onnx import export_onnx
+    from vmatte.backends.base import COMPONENT_IO
+
+    from .onnx import export_component
 
     meta = read_header(weights)
-    m = create_model(meta["model"])
+    m = create_model(meta["model"]).eval()
     load_weights(m, weights)
-    return export_onnx(m.eval(), out_dir, half=half, metadata={"weights_sha256": file_sha256(weights)})
+    sha = {"weights_sha256": file_sha256(weights)}  # the three components only: engines run the one-graph refiner
+    return {c: export_component(m, c, out_dir / f"{c}.onnx", half=half, metadata=sha) for c in COMPONENT_IO}

@@ -17,7 +17,31 @@ from statistics import median
 log = logging.getLogger(__name__)
 
 
-class InFlightPolicy:
+class _MedianWindow:
+    """Matte times of the last `window` frames against two thresholds (multiples of the camera
+    interval): what both policies below share. A switch clears the window, so the next decision
+    rests only on frames matted after it."""
+
+    def __init__(self, interval: float, high: float, low: float, window: int, what: str):
+        if interval <= 0 or window < 1 or not 0 < low < high:
+            raise ValueError(f"bad {what} policy: interval={interval}, window={window}, low={low}, high={high} (need low < high)")
+        self.interval = float(interval)
+        self.high, self.low = float(high), float(low)
+        self.switches = 0
+        self._times: deque[float] = deque(maxlen=int(window))
+
+    def _median(self, matte_s: float) -> float | None:
+        """Add one time; the window's median once it is full, else None."""
+        self._times.append(float(matte_s))
+        return median(self._times) if len(self._times) == self._times.maxlen else None
+
+    def _switched(self, m: float, what: str) -> None:
+        self.switches += 1
+        self._times.clear()
+        log.info("live: %s (median matte %.1f ms, camera interval %.1f ms)", what, m * 1e3, self.interval * 1e3)
+
+
+class InFlightPolicy(_MedianWindow):
     """The number of matte workers that may take frames (`active`: 1 or max_workers).
 
     observe(matte_s) after every output frame, with the seconds its matte took. Over the last
@@ -27,39 +51,28 @@ class InFlightPolicy:
     """
 
     def __init__(self, max_workers: int, interval: float, *, high: float = 0.8, low: float = 0.6, window: int = 30):
-        if max_workers < 1 or interval <= 0 or window < 1 or not 0 < low < high:
-            raise ValueError(f"bad policy: max_workers={max_workers}, interval={interval}, window={window}, "
-                             f"low={low}, high={high} (need low < high)")
+        if max_workers < 1:
+            raise ValueError(f"bad in-flight policy: max_workers={max_workers} (need 1 or more)")
+        super().__init__(interval, high, low, window, "in-flight")
         self.max_workers = int(max_workers)
-        self.interval = float(interval)
-        self.high, self.low = float(high), float(low)
         self.active = 1
-        self.switches = 0
-        self._times: deque[float] = deque(maxlen=int(window))
 
     def observe(self, matte_s: float) -> int:
         """Record one frame's matte time (seconds); returns the workers now active."""
         if self.max_workers == 1:
             return 1
-        self._times.append(float(matte_s))
-        if len(self._times) < (self._times.maxlen or 1):
+        m = self._median(matte_s)
+        if m is not None and self.active == 1 and m > self.high * self.interval:
+            self.active = self.max_workers
+        elif m is not None and self.active > 1 and m < self.low * self.interval:
+            self.active = 1
+        else:
             return self.active
-        m = median(self._times)
-        if self.active == 1 and m > self.high * self.interval:
-            self._set(self.max_workers, m)
-        elif self.active > 1 and m < self.low * self.interval:
-            self._set(1, m)
+        self._switched(m, f"{self.active} frame(s) in flight")
         return self.active
 
-    def _set(self, active: int, m: float) -> None:
-        self.active = active
-        self.switches += 1
-        self._times.clear()
-        log.info("live: %d frame(s) in flight (median matte %.1f ms, camera interval %.1f ms)",
-                 active, m * 1e3, self.interval * 1e3)
 
-
-class RefineBudget:
+class RefineBudget(_MedianWindow):
     """The refiner's cell budget a frame under live load (`budget`: full, full/2, full/4 or 0).
 
     When every worker is already busy (the in-flight policy has nothing left to give) and the
@@ -71,14 +84,11 @@ class RefineBudget:
     """
 
     def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 30):
-        if full < 0 or interval <= 0 or window < 1 or not 0 < low < high:
-            raise ValueError(f"bad budget policy: full={full}, interval={interval}, window={window}, low={low}, high={high}")
+        if full < 0:
+            raise ValueError(f"bad budget policy: full={full} (need 0 or more)")
+        super().__init__(interval, high, low, window, "budget")
         self.levels = sorted({full, full // 2, full // 4, 0}, reverse=True)  # [full, ..., 0]
-        self.interval = float(interval)
-        self.high, self.low = float(high), float(low)
         self.level = 0
-        self.switches = 0
-        self._times: deque[float] = deque(maxlen=int(window))
 
     @property
     def budget(self) -> int:
@@ -87,19 +97,12 @@ class RefineBudget:
     def observe(self, matte_s: float, saturated: bool) -> int:
         """Record one frame's matte time (seconds) and whether every worker takes frames now;
         returns the budget to use."""
-        self._times.append(float(matte_s))
-        if len(self._times) < (self._times.maxlen or 1):
+        m = self._median(matte_s)
+        if m is not None and saturated and m > self.high * self.interval and self.level < len(self.levels) - 1:
+            self.level += 1
+        elif m is not None and m < self.low * self.interval and self.level > 0:
+            self.level -= 1
+        else:
             return self.budget
-        m = median(self._times)
-        if saturated and m > self.high * self.interval and self.level < len(self.levels) - 1:
-            self._set(self.level + 1, m)
-        elif m < self.low * self.interval and self.level > 0:
-            self._set(self.level - 1, m)
+        self._switched(m, f"refiner budget {self.budget} cells a frame")
         return self.budget
-
-    def _set(self, level: int, m: float) -> None:
-        self.level = level
-        self.switches += 1
-        self._times.clear()
-        log.info("live: refiner budget %d cells a frame (median matte %.1f ms, camera interval %.1f ms)",
-                 self.budget, m * 1e3, self.interval * 1e3)
