@@ -3,7 +3,7 @@
 Prints a markdown table: plain transcode fps (the ceiling), vmatte process fps with the default
 model (vmatte.api.Matter), and Robust Video Matting (ONNX) through the same pipeline if present.
 
-    python benchmarks/cpu_process.py [--frames 90] [--size 640x360] [--clip PATH]
+    python benchmarks/cpu_process.py [--frames 90] [--size 640x360] [--clip PATH] [--refine-patches 0,16] [--no-rvm]
 """
 from __future__ import annotations
 
@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--clip", type=Path, default=None)
     ap.add_argument("--size", default="1280x720", help="WxH of the clip made when --clip is not given")
+    ap.add_argument("--refine-patches", default="", help="also these refiner budgets, e.g. 0,16 (rows with --refine-patches N)")
+    ap.add_argument("--no-rvm", action="store_true", help="skip the RVM row")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,9 +107,18 @@ def main() -> int:
             rows.append(("vmatte process, default model, blur", r.fps))
             r = process(clip, tmp / "vm0.mp4", matter=m, overwrite=True, temporal=False)
             rows.append(("vmatte process, default model, blur, --temporal off", r.fps))
+            full = m.refine_patches
+            for k in (int(v) for v in args.refine_patches.split(",") if v.strip()):
+                m.refine_patches = k
+                r = process(clip, tmp / f"vm_k{k}.mp4", matter=m, overwrite=True)
+                rows.append((f"vmatte process, blur, --refine-patches {k}", r.fps))
+            if full is not None:
+                m.refine_patches = full
         except Exception as e:  # noqa: BLE001
             rows.append((f"vmatte process, default model: unavailable ({type(e).__name__}: {e})", float("nan")))
-        if RVM.exists():
+        if args.no_rvm:
+            pass
+        elif RVM.exists():
             r = process(clip, tmp / "rvm.mp4", matter=SequentialRVM(RVM), overwrite=True)
             rows.append(("Robust Video Matting ONNX (same pipeline), blur", r.fps))
         else:

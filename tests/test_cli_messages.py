@@ -54,6 +54,31 @@ def test_size_out_of_range_is_refused(tmp_path, capsys, size):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--refine-patches", "-1"], "--refine-patches -1 is out of range; use 0 to 4096"),
+    (["--refine-patches", "8", "--backend", "torch"], "--refine-patches needs the onnxruntime backend"),
+    (["--refine-patches", "8", "--backend", "torch", "--workers", "2"], "--refine-patches needs the onnxruntime backend"),
+])
+def test_refine_patches_the_model_cannot_take_fails_before_any_work(tmp_path, capsys, extra, message):
+    video = make_video(tmp_path / "in.mp4")
+    assert main(["process", str(video), "-o", str(tmp_path / "o.mp4"), "-q", *extra]) == 2
+    assert message in _one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_refine_patches_reaches_the_model(tmp_path, monkeypatch):
+    """process builds its Matter, and batch workers their MatterSpec, with the budget."""
+    import vmatte.api
+    from vmatte.batch import MatterSpec
+
+    assert MatterSpec(refine_patches=0)().refine_patches == 0  # the real model, on onnxruntime
+    seen = []
+    monkeypatch.setattr(vmatte.api, "Matter", lambda **kw: seen.append(kw) or EllipseMatter())
+    video = make_video(tmp_path / "in.mp4")
+    assert main(["process", str(video), "-o", str(tmp_path / "o.mp4"), "-q", "--refine-patches", "4"]) == 0
+    assert seen and seen[0]["refine_patches"] == 4
+
+
 def test_summary_counts_one_frame(tmp_path, capsys, monkeypatch):
     import vmatte.api
 

@@ -107,6 +107,7 @@ class MatterSpec:
     size: int | None = None
     weights: str | None = None
     precision: str = "fp32"
+    refine_patches: int | None = None  # the refiner's cell budget (onnxruntime); None: the model's
 
     def __call__(self):
         try:
@@ -114,7 +115,8 @@ class MatterSpec:
         except ImportError as e:
             raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
         kw = {"weights": self.weights} if self.weights else {}
-        return Matter(model=self.model, backend=self.backend, size=self.size, precision=self.precision, **kw)
+        return Matter(model=self.model, backend=self.backend, size=self.size, precision=self.precision,
+                      refine_patches=self.refine_patches, **kw)
 
 
 @dataclass

@@ -8,6 +8,22 @@ def add_refine_patches_arg(p, extra: str = "") -> None:
                         "fewer cost less CPU and refine less of the outline, 0 none" + extra)
 
 
+def check_refine_patches(args) -> None:
+    """A --refine-patches the model cannot take fails before any work (batch workers build their
+    own models, so their errors would come once a file)."""
+    from ..backends import resolve_backend
+    from ..errors import VmatteError
+
+    k = getattr(args, "refine_patches", None)
+    if k is None:
+        return
+    if not 0 <= k <= 4096:
+        raise VmatteError(f"--refine-patches {k} is out of range; use 0 to 4096 cells a frame (the model's default: 32 for rt)")
+    if resolve_backend(args.backend) != "onnxruntime":
+        raise VmatteError(f"--refine-patches needs the onnxruntime backend (--backend onnxruntime); {resolve_backend(args.backend)} "
+                          "runs the refiner as one graph, its budget fixed")
+
+
 def add_precision_arg(p) -> None:
     """--precision, shared by the commands that build a Matter."""
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],

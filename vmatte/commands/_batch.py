@@ -127,7 +127,8 @@ def run(args) -> int:
     old_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     interrupted = False
     try:
-        report = run_batch(jobs, matter=MatterSpec(args.model, args.backend, args.size, precision=args.precision),
+        report = run_batch(jobs, matter=MatterSpec(args.model, args.backend, args.size, precision=args.precision,
+                                                   refine_patches=args.refine_patches),
                            background=args.background,
                            output_kind=args.output_kind, resume=args.resume, overwrite=args.overwrite,
                            workers=args.workers, threads=args.threads, devices=devices, retries=args.retries,

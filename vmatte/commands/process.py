@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..errors import VmatteError
-from . import _batch, add_precision_arg
+from . import _batch, add_precision_arg, add_refine_patches_arg, check_refine_patches
 
 HELP = "replace, blur or remove the background of a video file, image or folder of images"
 
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_precision_arg(p)
     p.add_argument("--size", type=int, default=None,
                    help="the model's low-resolution long side in pixels, 64 to 8192 (default: the model's, 224 for rt)")
+    add_refine_patches_arg(p, " (e.g. 0 for a fast preview)")
     p.add_argument("--temporal", default="on", choices=["on", "off"],
                    help="steady the matte of a video over the frames around each one, so still edges do not "
                         "shimmer; off mattes every frame on its own (default: on)")
@@ -55,6 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..process import process
 
+    check_refine_patches(args)
     if _batch.wanted(args):
         return _batch.run(args)
     if not args.input or not args.output:
@@ -69,7 +71,8 @@ def run(args) -> int:
             from ..api import Matter
         except ImportError as e:
             raise VmatteError(f"cannot load the matting model ({e}); reinstall vmatte") from None
-        return Matter(model=args.model, backend=args.backend, size=args.size, precision=args.precision)
+        return Matter(model=args.model, backend=args.backend, size=args.size, precision=args.precision,
+                      refine_patches=args.refine_patches)
 
     bar = None
     progress = None
