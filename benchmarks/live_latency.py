@@ -124,12 +124,13 @@ def _cpu_ticks() -> tuple[float, float]:
 
 def live_run(args, matte, workers: int | str = 1) -> dict:
     """One live run; workers: frames in flight, or "auto" (up to 2, chosen by the in-flight policy
-    as `vmatte webcam --workers auto` does). matte: a Matter's matte; with "auto" its refiner budget
-    adapts too, as the webcam's does (vmatte.live_policy.RefineBudget), and is restored afterwards."""
-    adaptive = str(workers) == "auto"
+    as `vmatte webcam --workers auto` does), or "auto-fixed" (the same with the refiner's budget kept
+    at the model's, as `--refine-patches 32` does). matte: a Matter's matte; with "auto" its refiner
+    budget adapts too, as the webcam's does (vmatte.live_policy.RefineBudget), and is restored after."""
+    adaptive = str(workers) in ("auto", "auto-fixed")
     m = getattr(matte, "__self__", None)
     full = getattr(m, "refine_patches", None)
-    budget = (full, lambda k: setattr(m, "refine_patches", k)) if adaptive and full is not None else None
+    budget = (full, lambda k: setattr(m, "refine_patches", k)) if str(workers) == "auto" and full is not None else None
     with make_camera(args, realtime=True) as cam:
         loop = LiveLoop(cam, matte, [I420Sink()], background="blur", smoothing=args.smoothing,
                         max_seconds=args.seconds, stats_every=5.0, workers=2 if adaptive else int(workers),
@@ -216,7 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--rvm", default=str(RVM), help="RVM ONNX file (skipped when absent)")
     p.add_argument("--skip", nargs="*", default=[], choices=["vmatte", "rvm", "live", "flicker"])
     p.add_argument("--workers", nargs="+", default=["auto", 2, 1],
-                   help="vmatte frames in flight (matte threads), or auto (the webcam default: 1 or 2, measured)")
+                   help="vmatte frames in flight (matte threads), or auto (the webcam default: 1 or 2, measured, and "
+                        "the refiner budget adapting), or auto-fixed (auto with the budget fixed at the model's)")
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="vmatte onnxruntime threads per session (try 1 2)")
     p.add_argument("--rvm-threads", type=int, default=0, help="RVM onnxruntime threads (0: its default)")
     args = p.parse_args(argv)
@@ -241,8 +243,9 @@ def main(argv=None) -> int:
                 live_run(argparse.Namespace(**{**vars(args), "seconds": min(args.seconds, 4.0)}), m.matte, 1)
                 for wk in args.workers:
                     res = live_run(args, m.matte, wk)
-                    what = (f"auto in flight (ended at {res['in_flight']}, {res['in_flight_switches']} switches)"
-                            if str(wk) == "auto" else f"{wk} in flight")
+                    what = (f"{wk} in flight (ended at {res['in_flight']}, {res['in_flight_switches']} switches; refiner "
+                            f"budget {res.get('refine_patches')}, {res.get('refine_switches', 0)} switches)"
+                            if str(wk).startswith("auto") else f"{wk} in flight")
                     lives.append((f"{name}, {th} thread(s)/session, {what}", res))
             if frames and not flicks:
                 flicks.append((name, flicker_run(args, m.matte, frames)))

@@ -467,6 +467,27 @@ def test_adaptive_loop_lowers_the_refiner_budget_only_when_two_workers_cannot_ke
     assert stats.refine_patches == budget["k"] < 32 and stats.refine_switches >= 1
 
 
+def test_budget_policy_runs_with_one_worker_and_stays_off_without_a_budget():
+    """One worker (a 1-core machine) is always busy: the budget still falls; a None budget (a GPU
+    backend's) turns the policy off."""
+    budget = {"k": 32}
+
+    def matte(rgb):
+        time.sleep(0.0006 * budget["k"] + 0.002)
+        return np.full(rgb.shape[:2], 0.5, np.float32)
+
+    loop = LiveLoop(FakeCamera(period=0.01), matte, [NullSink()], background=passthrough, smoothing=0.0,
+                    max_frames=100, stats_every=0, fps_cap=100.0, workers=1, adaptive=True,
+                    refine_patches=(32, lambda k: budget.update(k=k)))
+    stats = loop.run()
+    assert stats.refine_patches == budget["k"] < 32
+    calls = []
+    loop = LiveLoop(FakeCamera(period=0.01), SlowMatter(0.02), [NullSink()], background=passthrough, smoothing=0.0,
+                    max_frames=40, stats_every=0, fps_cap=100.0, workers=1, adaptive=True, refine_patches=(None, calls.append))
+    stats = loop.run()
+    assert stats.refine_patches is None and calls == []
+
+
 def test_fast_mattes_keep_the_full_refiner_budget():
     set_to = []
     loop = LiveLoop(FakeCamera(period=0.01), SlowMatter(0.002), [NullSink()], background=passthrough, smoothing=0.0,

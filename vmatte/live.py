@@ -301,9 +301,10 @@ class LiveLoop:
     adaptive: with workers > 1, let vmatte.live_policy.InFlightPolicy choose from measured matte
     times how many of them take frames (one while mattes stay well under the camera interval, all
     of them when they come close). refine_patches: (the matte's full refiner budget, a setter for
-    it), e.g. (m.refine_patches, lambda k: setattr(m, "refine_patches", k)) for a Matter m: when
-    adaptive, vmatte.live_policy.RefineBudget lowers the budget while even every worker cannot keep
-    up with the camera, and raises it again when the mattes get fast enough.
+    it), e.g. (m.refine_patches, lambda k: setattr(m, "refine_patches", k)) for a Matter m (a None
+    budget, as a GPU backend's, turns it off): when adaptive (with any number of workers),
+    vmatte.live_policy.RefineBudget lowers the budget while even every worker cannot keep up with
+    the camera, and raises it again when the mattes get fast enough.
     """
 
     def __init__(self, source: LiveSource, matte: Callable[[np.ndarray], np.ndarray], sinks: Iterable[LiveSink] = (),
@@ -324,7 +325,8 @@ class LiveLoop:
         self.max_frames = max_frames
         self.stats_every = stats_every
         self.workers = int(workers)
-        self.adaptive = bool(adaptive) and self.workers > 1
+        self.adaptive = bool(adaptive) and self.workers > 1  # the in-flight policy
+        self.adapt_budget = bool(adaptive)  # the refiner budget's policy (one worker too: it is then always busy)
         self._active = self.workers  # workers allowed to take frames (the policy's choice when adaptive)
         self.refine_patches = refine_patches
         self.key_backgrounds = dict(DEFAULT_KEY_BACKGROUNDS, **(key_backgrounds or {}))
@@ -584,10 +586,11 @@ class LiveLoop:
             policy = InFlightPolicy(self.workers, 1.0 / min(rates or [30.0]))  # frames come at the slower rate
         self._active = 1 if policy is not None else self.workers
         budget = None
-        if policy is not None and self.refine_patches is not None:
+        if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
             from .live_policy import RefineBudget
 
-            budget = RefineBudget(self.refine_patches[0], policy.interval)
+            rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
+            budget = RefineBudget(self.refine_patches[0], 1.0 / min(rates or [30.0]))
         workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]
         start = time.perf_counter()
@@ -632,11 +635,15 @@ class LiveLoop:
                 self._add("wait", picked - fr.t)  # capture -> picked up by a matte worker
                 self._add("matte", t1 - t0)
                 self._add("queue", t_out - t1)  # matted -> output stage free
+                saturated = self._active == self.workers  # while this frame was matted
                 if policy is not None:
+                    switches = policy.switches
                     self._active = policy.observe(t1 - t0)
+                    if budget is not None and policy.switches != switches:
+                        budget.reset()  # its window holds frames matted with the other worker count
                 if budget is not None:
                     k = budget.budget
-                    if budget.observe(t1 - t0, self._active == self.workers) != k:
+                    if budget.observe(t1 - t0, saturated) != k:
                         self.refine_patches[1](budget.budget)
                 lat = done - fr.t
                 self.latencies.append(lat)
@@ -679,7 +686,7 @@ class LiveLoop:
         stats.stopped_by = self._stop_reason or "stop"
         stats.in_flight = self._active
         stats.in_flight_switches = policy.switches if policy is not None else 0
-        if self.refine_patches is not None:
+        if self.refine_patches is not None and self.refine_patches[0] is not None:
             stats.refine_patches = budget.budget if budget is not None else self.refine_patches[0]
             stats.refine_switches = budget.switches if budget is not None else 0
         stats.fps = stats.frames_out / stats.seconds if stats.seconds > 0 else 0.0

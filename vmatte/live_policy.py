@@ -78,31 +78,61 @@ class RefineBudget(_MedianWindow):
     When every worker is already busy (the in-flight policy has nothing left to give) and the
     median matte over the last `window` frames is still above `high` x the camera interval, the
     frames wait and latency grows, so the budget drops a level; below `low` x it goes back up a
-    level. The refiner's cells are the one cost that scales down without touching the segmenter
-    and generator (on the dev set, no cells at all: MSE 9.31 vs 9.29 x1e-3, SAD +7 %; docs/
-    benchmarks.md), so a slow CPU keeps the frame rate and loses only some edge detail.
+    level. A level changes the matte by only 10-15 % at 720p, so a budget that settled low after
+    a busy spell would rarely get that fast: after `probe` frames at a level without a drop it
+    tries the level above for one window, and keeps it unless that window is too slow (then it
+    waits twice as long before the next try, up to 8x). The first `warmup` frames (a process's
+    first mattes run slower) are not counted. The cells are the one cost that scales down without
+    touching the segmenter and generator: a slow CPU keeps the frame rate and refines less of the
+    outline (docs/benchmarks.md, "A cell budget").
     """
 
-    def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 30):
-        if full < 0:
-            raise ValueError(f"bad budget policy: full={full} (need 0 or more)")
+    def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 30,
+                 probe: int = 600, warmup: int = 10):
+        if full < 0 or probe < 1 or warmup < 0:
+            raise ValueError(f"bad budget policy: full={full}, probe={probe}, warmup={warmup} (need full >= 0, probe >= 1)")
         super().__init__(interval, high, low, window, "budget")
         self.levels = sorted({full, full // 2, full // 4, 0}, reverse=True)  # [full, ..., 0]
         self.level = 0
+        self.probe_every = self._probe_base = int(probe)
+        self._since = 0  # frames counted at this level
+        self._probing = False  # the current level is a probe not yet confirmed by a full window
+        self._warmup = int(warmup)
 
     @property
     def budget(self) -> int:
         return self.levels[self.level]
 
+    def reset(self) -> None:
+        """Forget the window (the frames in it were matted under other conditions, e.g. before the
+        in-flight policy changed the number of workers)."""
+        self._times.clear()
+
     def observe(self, matte_s: float, saturated: bool) -> int:
-        """Record one frame's matte time (seconds) and whether every worker takes frames now;
-        returns the budget to use."""
-        m = self._median(matte_s)
-        if m is not None and saturated and m > self.high * self.interval and self.level < len(self.levels) - 1:
-            self.level += 1
-        elif m is not None and m < self.low * self.interval and self.level > 0:
-            self.level -= 1
-        else:
+        """Record one frame's matte time (seconds) and whether every worker was taking frames
+        while it was matted; returns the budget to use."""
+        if self._warmup > 0:
+            self._warmup -= 1
             return self.budget
-        self._switched(m, f"refiner budget {self.budget} cells a frame")
+        m = self._median(matte_s)
+        if m is None:
+            return self.budget
+        self._since += 1
+        slow = m > self.high * self.interval
+        if saturated and slow and self.level < len(self.levels) - 1:
+            if self._probing:  # the level above was too slow: wait longer before the next try
+                self.probe_every = min(8 * self._probe_base, 2 * self.probe_every)
+            self._change(self.level + 1, m, "")
+        elif self.level > 0 and (m < self.low * self.interval or (not slow and self._since >= self.probe_every)):
+            self._change(self.level - 1, m, "" if m < self.low * self.interval else " (a try)")
+            self._probing = True
+        elif self._probing and not slow:  # a full window at the tried level: it holds
+            self._probing = False
+            self.probe_every = self._probe_base
         return self.budget
+
+    def _change(self, level: int, m: float, why: str) -> None:
+        self.level = level
+        self._since = 0
+        self._probing = False
+        self._switched(m, f"refiner budget {self.budget} cells a frame{why}")
