@@ -112,7 +112,8 @@ def live(seconds: float) -> dict:
         return {"skipped": why}
     res = live_run(args, m.matte, "auto")
     keep = ("fps", "input_fps", "latency_ms_p50", "latency_ms_p95", "latency_ms_max", "dropped", "late", "in_flight",
-            "in_flight_switches", "refine_patches", "refine_switches", "foreign_cores", "own_cores", "timings_ms")
+            "in_flight_switches", "refine_patches", "refine_switches", "latency_ms_p95_after_5s", "foreign_cores", "own_cores",
+            "timings_ms")
     return {"model": name, "size": m.long_side, **{k: res.get(k) for k in keep}}
 
 

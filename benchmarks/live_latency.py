@@ -144,6 +144,8 @@ def live_run(args, matte, workers: int | str = 1) -> dict:
         finally:
             if budget is not None:
                 m.refine_patches = full
+        lats = np.asarray(list(loop.latencies), np.float64)[int(5 * args.fps):]  # after the first 5 s (adapting)
+        res["latency_ms_p95_after_5s"] = float(np.percentile(lats, 95) * 1e3) if lats.size else float("nan")
         if c0 is not None:
             c1 = _cpu_ticks()
             # CPU taken by other processes during the run, in cores (0 = the machine was ours).

@@ -450,15 +450,21 @@ def test_adaptive_in_flight_uses_two_workers_only_when_one_cannot_keep_up(delay,
     assert stats.in_flight == want and stats.in_flight_switches == want - 1
 
 
-def test_adaptive_loop_lowers_the_refiner_budget_only_when_two_workers_cannot_keep_up():
-    """A 100 fps camera and a matte whose time follows the refiner budget (1 ms a cell): with both
-    workers busy and 32 ms mattes the budget falls until the mattes are fast enough."""
+def budget_matte(per_cell: float):
+    """A matte whose time follows a refiner budget ({"k": cells}, starting at 32): per_cell s a cell."""
     budget = {"k": 32}
 
     def matte(rgb):
-        time.sleep(0.001 * budget["k"] + 0.002)
+        time.sleep(per_cell * budget["k"] + 0.002)
         return np.full(rgb.shape[:2], 0.5, np.float32)
 
+    return budget, matte
+
+
+def test_adaptive_loop_lowers_the_refiner_budget_only_when_two_workers_cannot_keep_up():
+    """A 100 fps camera and a matte whose time follows the refiner budget (1 ms a cell): with both
+    workers busy and 32 ms mattes the budget falls until the mattes are fast enough."""
+    budget, matte = budget_matte(0.001)
     loop = LiveLoop(FakeCamera(period=0.01), matte, [NullSink()], background=passthrough, smoothing=0.0,
                     max_frames=150, stats_every=0, fps_cap=100.0, workers=2, adaptive=True,
                     refine_patches=(32, lambda k: budget.update(k=k)))
@@ -470,12 +476,7 @@ def test_adaptive_loop_lowers_the_refiner_budget_only_when_two_workers_cannot_ke
 def test_budget_policy_runs_with_one_worker_and_stays_off_without_a_budget():
     """One worker (a 1-core machine) is always busy: the budget still falls; a None budget (a GPU
     backend's) turns the policy off."""
-    budget = {"k": 32}
-
-    def matte(rgb):
-        time.sleep(0.0006 * budget["k"] + 0.002)
-        return np.full(rgb.shape[:2], 0.5, np.float32)
-
+    budget, matte = budget_matte(0.0006)
     loop = LiveLoop(FakeCamera(period=0.01), matte, [NullSink()], background=passthrough, smoothing=0.0,
                     max_frames=100, stats_every=0, fps_cap=100.0, workers=1, adaptive=True,
                     refine_patches=(32, lambda k: budget.update(k=k)))

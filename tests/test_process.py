@@ -188,7 +188,7 @@ def test_cli_checks_the_job_before_loading_the_model(tmp_path, video, monkeypatc
     assert main(["process", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o.mp4"), "-q"]) != 0
     assert "input not found" in capsys.readouterr().err and built == []
     assert main(["process", str(video), "-o", str(tmp_path / "o.mp4"), "-q", "--model", "rt"]) == 0
-    assert built == [{"model": "rt", "backend": "auto", "size": None, "precision": "fp32"}]
+    assert built == [{"model": "rt", "backend": "auto", "size": None, "precision": "fp32", "refine_patches": None}]
 
 
 def test_cli_sigterm_cleans_up_like_ctrl_c(tmp_path, video, monkeypatch, capsys):

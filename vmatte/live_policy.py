@@ -76,10 +76,11 @@ class RefineBudget(_MedianWindow):
     """The refiner's cell budget a frame under live load (`budget`: full, full/2, full/4 or 0).
 
     When every worker is already busy (the in-flight policy has nothing left to give) and the
-    median matte over the last `window` frames is still above `high` x the camera interval, the
-    frames wait and latency grows, so the budget drops a level; below `low` x it goes back up a
-    level. A level changes the matte by only 10-15 % at 720p, so a budget that settled low after
-    a busy spell would rarely get that fast: after `probe` frames at a level without a drop it
+    median matte over the last `window` frames (half a second at 30 fps, so the start of a call
+    adapts quickly) is still above `high` x the camera interval, the frames wait and latency
+    grows, so the budget drops a level; below `low` x it goes back up a level. A level changes
+    the matte by only 10-15 % at 720p, so a budget that settled low after a busy spell would
+    rarely get that fast: after `probe` frames (a minute at 30 fps) at a level without a drop it
     tries the level above for one window, and keeps it unless that window is too slow (then it
     waits twice as long before the next try, up to 8x). The first `warmup` frames (a process's
     first mattes run slower) are not counted. The cells are the one cost that scales down without
@@ -87,8 +88,8 @@ class RefineBudget(_MedianWindow):
     outline (docs/benchmarks.md, "A cell budget").
     """
 
-    def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 30,
-                 probe: int = 600, warmup: int = 10):
+    def __init__(self, full: int, interval: float, *, high: float = 1.1, low: float = 0.6, window: int = 15,
+                 probe: int = 1800, warmup: int = 10):
         if full < 0 or probe < 1 or warmup < 0:
             raise ValueError(f"bad budget policy: full={full}, probe={probe}, warmup={warmup} (need full >= 0, probe >= 1)")
         super().__init__(interval, high, low, window, "budget")
