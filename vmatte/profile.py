@@ -4,8 +4,8 @@ onnxruntime (the light install's path, no torch), timed on its own per frame.
 The path, in order: H.264 decode, yuv420p -> RGB, padding, the area resize and the uint8 ->
 float conversions of vmatte.api.prepare (the full-resolution one only for an export without the
 refiner's patch net), segmenter, generator, refiner (each split by op group with onnxruntime's
-profiler, vmatte.graph_profile; the refiner's host plumbing on its own row), copy out, the temporal filter's guide and
-push, the blur composite, RGB -> yuv420p as VideoSink converts it, libx264 encode. Beside it,
+profiler, vmatte.graph_profile; the refiner's host plumbing on its own row), copy out, the
+temporal filter's guide and push, the blur composite, RGB -> yuv420p as VideoSink converts it, libx264 encode. Beside it,
 not summed: a colour background, and the webcam's smoother, blur backdrop and I420 conversion.
 
 Frames are real: the shipped portrait through the sample clip's slow virtual camera
@@ -322,7 +322,10 @@ def profile_stages(height: int = 720, width: int = 1280, frames: int = 60, warmu
         for (rgb_t, pts), a_t in done:
             output(rgb_t, a_t, pts)
 
-    skipped = {"full_float"} if plan is not None else set()  # not on the path of a host refiner
+    (hp, wp), low_hw0 = frame_sizes(height, width, long_side)
+    # The full-resolution float frame is only made for a refiner graph that runs (not for the host
+    # refiner, nor for frames small enough to skip the refiner).
+    skipped = set() if plan is None and needs_refiner((hp, wp), low_hw0) else {"full_float"}
     if progress:
         progress(f"timing the stages of {need} frames ({warmup} warm-up)")
     try:
