@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from vmatte.backends.base import COMPONENT_IO, PATCH_NET
+from vmatte.backends.base import COMPONENT_IO, PATCH_NET, patch_plan
 from vmatte.errors import VmatteError
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class Pipeline:
         patch_file = Path(fp32_dir) / f"{PATCH_NET}.onnx"
         self.patch_plan = None
         if patch_file.is_file():
-            meta = ort.InferenceSession(str(patch_file), opts, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-            self.patch_plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
+            from .onnx import read_metadata
+
+            self.patch_plan = patch_plan(read_metadata(patch_file), patch_file)
 
     def feeds(self, rgb: np.ndarray, upto: str = "refiner") -> dict[str, dict[str, np.ndarray]]:
         """{component: its input feed} for the components up to and including `upto` (PATCH_NET:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # The generator's long side (--size): four segmenter strides at least; at most the largest frame
 # side vmatte takes (vmatte.process.MAX_SIDE), beyond which the generator already runs at full size.
 MIN_LONG_SIDE, MAX_LONG_SIDE = 4 * SEG_STRIDE, 8192
+MAX_REFINE_PATCHES = 4096  # the refiner's cell budget a frame at most (Matter.refine_patches)
 
 
 def to_nchw(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -181,8 +182,8 @@ class Matter:
         if plan is None:
             raise VmatteError(f"the {self.backend.name} backend runs the refiner as one graph, whose patch budget is fixed; "
                               "a budget (refine_patches, --refine-patches) needs the onnxruntime backend (--backend onnxruntime)")
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 4096:
-            raise VmatteError(f"refine_patches {k!r} (--refine-patches) is out of range; use 0 to 4096 cells a frame (the model's default is "
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_REFINE_PATCHES:
+            raise VmatteError(f"refine_patches {k!r} (--refine-patches) is out of range; use 0 to {MAX_REFINE_PATCHES} cells a frame (the model's default is "
                               f"{self.config['refiner']['patches']})")
         self.backend.patch_plan = (k, plan[1])  # one assignment: threads matting now see the old or the new plan
 

@@ -143,7 +143,7 @@ def profile_graphs(onnx_dir: str | Path, inputs: Iterable[tuple[np.ndarray, np.n
     as vmatte.api.prepare makes them) -> {component: summarize_runs(...)} over the runs after the
     first `warmup`. When the export has the refiner's patch net alone (PATCH_NET), the backend runs
     that around host code (vmatte.ops.patches), so "refiner" profiles the patch net's graph."""
-    from .backends.base import PATCH_NET
+    from .backends.base import PATCH_NET, patch_plan
     from .ops.patches import refine_alpha
 
     patch_file = Path(onnx_dir) / f"{PATCH_NET}.onnx"
@@ -152,8 +152,7 @@ def profile_graphs(onnx_dir: str | Path, inputs: Iterable[tuple[np.ndarray, np.n
         sessions = {c: _session(Path(onnx_dir) / f"{f}.onnx", Path(tmp) / c, threads) for c, f in files_of.items()}
         plan = None
         if files_of["refiner"] == PATCH_NET:
-            meta = sessions["refiner"].get_modelmeta().custom_metadata_map
-            plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
+            plan = patch_plan(sessions["refiner"].get_modelmeta().custom_metadata_map, patch_file)
 
         def patch_net(img: np.ndarray, base: np.ndarray) -> np.ndarray:
             return sessions["refiner"].run(None, {"image": img, "alpha": base})[0]

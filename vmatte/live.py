@@ -579,18 +579,18 @@ class LiveLoop:
         pollers = [s for s in self.sinks if callable(getattr(s, "poll", None))]
         cap = threading.Thread(target=self._capture, name="vmatte-capture", daemon=True)
         policy = None
+        rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
+        interval = 1.0 / min(rates or [30.0])  # frames come at the slower rate
         if self.adaptive:
             from .live_policy import InFlightPolicy
 
-            rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
-            policy = InFlightPolicy(self.workers, 1.0 / min(rates or [30.0]))  # frames come at the slower rate
+            policy = InFlightPolicy(self.workers, interval)
         self._active = 1 if policy is not None else self.workers
         budget = None
         if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
             from .live_policy import RefineBudget
 
-            rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
-            budget = RefineBudget(self.refine_patches[0], 1.0 / min(rates or [30.0]))
+            budget = RefineBudget(self.refine_patches[0], interval)
         workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]
         start = time.perf_counter()

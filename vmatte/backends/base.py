@@ -27,6 +27,17 @@ COMPONENT_IO: dict[str, tuple[tuple[str, ...], str]] = {
 PATCH_NET = "refiner_patches"
 PATCH_NET_IO: tuple[tuple[str, ...], str] = (("image", "alpha"), "patches")
 
+
+def patch_plan(metadata: dict[str, str], path: Any) -> tuple[int, int]:
+    """(patch budget, context) from a PATCH_NET file's metadata; a one-line VmatteError if absent."""
+    from ..errors import VmatteError
+
+    try:
+        return int(metadata["vmatte_patches"]), int(metadata["vmatte_context"])
+    except (KeyError, ValueError):
+        raise VmatteError(f"ONNX file {path} lacks its patch budget and context metadata; "
+                          "re-export it with `vmatte export --format onnx --force`") from None
+
 # Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
 # samples of the upsampled alpha and runs its decoder on the patch centres). ONNX files record it
 # (metadata vmatte_graph_version) and engine keys include it, so exports and engines of an older

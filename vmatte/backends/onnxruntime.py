@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import VmatteError
-from .base import COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch
+from ..ops.patches import PATCH
+from .base import COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch, patch_plan
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,7 @@ class OnnxRuntimeBackend(Backend):
         patch_file = Path(source.onnx_dir) / (f"{PATCH_NET}.int8.onnx" if precision == "int8" else f"{PATCH_NET}.onnx")
         if patch_file.is_file():
             sess = self._load(ort, PATCH_NET, patch_file, opts, providers)
-            meta = sess.get_modelmeta().custom_metadata_map
-            try:
-                self.patch_plan = (int(meta["vmatte_patches"]), int(meta["vmatte_context"]))
-            except (KeyError, ValueError):
-                raise VmatteError(f"ONNX file {patch_file} lacks its patch budget and context metadata; "
-                                  "re-export it with `vmatte export --format onnx --force`") from None
+            self.patch_plan = patch_plan(sess.get_modelmeta().custom_metadata_map, patch_file)
         else:
             log.info("no %s in %s: the refiner runs as one graph (re-export for the faster CPU path)", patch_file.name, source.onnx_dir)
 
@@ -110,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
         """The refiner's patch net on gathered windows [K,3,S,S], [K,1,S,S] -> cells [K,1,64,64]
         (a per-thread buffer, as run's)."""
         (img_name, alpha_name), out_name = PATCH_NET_IO
-        shape = (image.shape[0], 1, 64, 64)
+        shape = (image.shape[0], 1, PATCH, PATCH)
         out = self._outputs.get((PATCH_NET, shape), shape)
         return self._run(PATCH_NET, {img_name: image, alpha_name: alpha}, out_name, out)
 

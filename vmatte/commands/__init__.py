@@ -11,14 +11,15 @@ def add_refine_patches_arg(p, extra: str = "") -> None:
 def check_refine_patches(args) -> None:
     """A --refine-patches the model cannot take fails before any work (batch workers build their
     own models, so their errors would come once a file)."""
+    from ..api import MAX_REFINE_PATCHES
     from ..backends import backend_for_precision, resolve_backend
     from ..errors import VmatteError
 
     k = getattr(args, "refine_patches", None)
     if k is None:
         return
-    if not 0 <= k <= 4096:
-        raise VmatteError(f"--refine-patches {k} is out of range; use 0 to 4096 cells a frame (the model's default: 32 for rt)")
+    if not 0 <= k <= MAX_REFINE_PATCHES:
+        raise VmatteError(f"--refine-patches {k} is out of range; use 0 to {MAX_REFINE_PATCHES} cells a frame (the model's default: 32 for rt)")
     name = resolve_backend(backend_for_precision(args.backend, getattr(args, "precision", "fp32")))  # int8: onnxruntime
     if name != "onnxruntime":
         raise VmatteError(f"--refine-patches needs the onnxruntime backend (--backend onnxruntime); {name} "

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.patches import PATCH, SCORE_SAMPLES  # the cell side and score samples, shared with the host refiner
 from .layers import ConvBNReLU, normalize_rgb
-
-PATCH = 64  # refined patch side at full resolution
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,6 @@ class RefinerNet(nn.Module):
         return _unpadded(self.head, _unpadded(self.dec, f))
 
 
-# Per cell side: the upsampled alpha is scored on a 16x16 grid of each 64x64 cell. Against scoring
-# every pixel, rt picks 31.6-31.8 of the same 32 cells on CCP photos at 640x512 to 1920x1080 (8x8
-# samples: 31.1-31.7); the scoring costs about 0.1 ms at 720p instead of 1.8 ms.
-SCORE_SAMPLES = 16
 
 
 def patch_scores(alpha_up: torch.Tensor) -> torch.Tensor:

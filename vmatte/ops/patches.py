@@ -15,8 +15,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-PATCH = 64  # refined cell side at full resolution (vmatte.models.refiner.PATCH)
-SCORE_SAMPLES = 16  # samples per cell side for its border score (vmatte.models.refiner.SCORE_SAMPLES)
+PATCH = 64  # refined cell side at full resolution (the refiner graph's too: vmatte.models.refiner)
+# Per cell side: the upsampled alpha is scored on a 16x16 grid of each 64x64 cell. Against scoring
+# every pixel, rt picks 31.6-31.8 of the same 32 cells on CCP photos at 640x512 to 1920x1080 (8x8
+# samples: 31.1-31.7); the scoring costs about 0.1 ms at 720p instead of 1.8 ms.
+SCORE_SAMPLES = 16
 
 
 def cell_scores(coarse: np.ndarray, gh: int, gw: int, samples: int = SCORE_SAMPLES) -> np.ndarray:
