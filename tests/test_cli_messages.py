@@ -108,3 +108,23 @@ def test_foreground_is_premultiplied_where_there_is_no_alpha(tmp_path):
         core = cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
         assert np.abs(fg[core] - img[core]).mean() < (8 if lossy else 2)
 
+
+
+@pytest.mark.parametrize("command", ["eval", "webcam"])
+def test_bad_refine_patches_on_eval_and_webcam_is_one_line(tmp_path, capsys, command):
+    """eval and webcam build their Matter in this process: the budget's own check answers, in one
+    line, and the webcam's recording is not left behind."""
+    if command == "eval":
+        img, alpha = tmp_path / "set" / "image", tmp_path / "set" / "alpha"
+        img.mkdir(parents=True), alpha.mkdir()
+        cv2.imwrite(str(img / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+        cv2.imwrite(str(alpha / "a.png"), np.full((64, 64), 255, np.uint8))
+        argv = ["eval", str(tmp_path / "set"), "--refine-patches", "-1"]
+    else:
+        video = make_video(tmp_path / "in.mp4")
+        argv = ["webcam", "--file", str(video), "--no-vcam", "--record", str(tmp_path / "rec.mp4"), "--max-seconds", "2",
+                "--refine-patches", "-1"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    assert "refine_patches -1 (--refine-patches) is out of range; use 0 to 4096" in _one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
