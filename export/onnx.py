@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION, PATCH_NET, PATCH_NET_IO
+from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION, PATCH_NET, PATCH_NET_IO, PATCH_NET_PAIRS
+
+PATCH_NETS = (PATCH_NET, PATCH_NET_PAIRS)
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +56,28 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
-def _patch_net_parts(model):
-    """The patch net's module, example windows and metadata (vmatte.backends.base.PATCH_NET)."""
+def _patch_net_parts(model, component: str):
+    """The patch net's module, example windows and metadata (vmatte.backends.base.PATCH_NET, or
+    PATCH_NET_PAIRS: the same net with windows in pairs, vmatte.models.refiner_pairs)."""
     from vmatte.models.refiner import PATCH, PatchRefiner
 
     cfg = model.refiner.cfg
     S = PATCH + 2 * cfg.context
     g = torch.Generator().manual_seed(0)
-    K = max(1, cfg.patches)
+    meta = {"vmatte_patches": str(cfg.patches), "vmatte_context": str(cfg.context)}
+    if component == PATCH_NET_PAIRS:
+        from vmatte.models.refiner_pairs import PAIRS, PairedPatchNet
+
+        module, K = PairedPatchNet(model.refiner), 2 * PAIRS
+        meta["vmatte_window_multiple"] = str(PAIRS)
+    else:
+        module, K = PatchRefiner(model.refiner), max(1, cfg.patches)
     args = (torch.rand(K, 3, S, S, generator=g), torch.rand(K, 1, S, S, generator=g))
-    return PatchRefiner(model.refiner), args, {"vmatte_patches": str(cfg.patches), "vmatte_context": str(cfg.context)}
+    return module, args, meta
 
 
 def export_component(model, component: str, path: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None, check: bool = True) -> Path:
-    """Export model.<component> (or the refiner's patch net, PATCH_NET) to `path` with named inputs
+    """Export model.<component> (or the refiner's patch net, PATCH_NETS) to `path` with named inputs
     (see COMPONENT_IO, PATCH_NET_IO) and dynamic axes. half=True exports an FP16 graph (FP16 inputs
     and outputs) for strongly typed TensorRT builds."""
     if opset < 17:
@@ -75,9 +85,9 @@ def export_component(model, component: str, path: str | Path, half: bool = False
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra: dict[str, str] = {}
-    if component == PATCH_NET:
+    if component in PATCH_NETS:
         names, out = PATCH_NET_IO
-        module, args, extra = _patch_net_parts(model)
+        module, args, extra = _patch_net_parts(model, component)
         module = module.eval()
     else:
         names, out = COMPONENT_IO[component]
@@ -88,7 +98,7 @@ def export_component(model, component: str, path: str | Path, half: bool = False
 
         module = copy.deepcopy(module).half()  # never turn the caller's model to half
         args = tuple(a.half() for a in args)
-    if component == PATCH_NET:  # fixed window size, any number of windows
+    if component in PATCH_NETS:  # fixed window size, any number of windows (of pairs)
         axes = {n: {0: "windows"} for n in (*names, out)}
     else:
         axes = {n: {0: "batch", 2: f"{n}_h", 3: f"{n}_w"} for n in names}
@@ -122,11 +132,11 @@ def export_component(model, component: str, path: str | Path, half: bool = False
 
 def onnx_parts(half: bool = False) -> tuple[str, ...]:
     """The files an ONNX export writes (<part>.onnx): the three components, and for FP32 (the
-    onnxruntime CPU path) the refiner's patch net too."""
-    return tuple(COMPONENT_IO) + (() if half else (PATCH_NET,))
+    onnxruntime CPU path) the refiner's patch net too, plain and paired."""
+    return tuple(COMPONENT_IO) + (() if half else PATCH_NETS)
 
 
 def export_onnx(model, out_dir: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None) -> dict[str, Path]:
     """Export the three components to out_dir/{segmenter,generator,refiner}.onnx, and for FP32 the
-    refiner's patch net to out_dir/refiner_patches.onnx."""
+    refiner's patch net to out_dir/refiner_patches.onnx and refiner_patches_pairs.onnx."""
     return {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in onnx_parts(half)}

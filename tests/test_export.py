@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from vmatte.backends.base import COMPONENT_IO, PATCH_NET  # noqa: E402
+from vmatte.backends.base import COMPONENT_IO, PATCH_NET, PATCH_NET_PAIRS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_export_api_onnx_skips_up_to_date(random_weights, tmp_path):
     from vmatte.weights import file_sha256
 
     paths = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
-    assert set(paths) == set(COMPONENT_IO) | {PATCH_NET}
+    assert set(paths) == set(COMPONENT_IO) | {PATCH_NET, PATCH_NET_PAIRS}
     assert read_metadata(paths["refiner"])["weights_sha256"] == file_sha256(random_weights)
     mtimes = {c: p.stat().st_mtime_ns for c, p in paths.items()}
     again = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
@@ -220,17 +220,20 @@ def test_cli_bad_sizes(random_weights, capsys):
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
-def test_patch_net_onnx_matches_the_refiner(model, onnx32):
+@pytest.mark.parametrize("part", [PATCH_NET, PATCH_NET_PAIRS])
+def test_patch_net_onnx_matches_the_refiner(model, onnx32, part):
     """refiner_patches.onnx is the refiner's patch net: same cells as Refiner.refine_windows on the
-    same windows, for any number of windows, with the patch plan in its metadata."""
+    same windows, for any number of windows, with the patch plan in its metadata; so is
+    refiner_patches_pairs.onnx, for any number of pairs."""
     from vmatte.export.onnx import read_metadata
 
-    meta = read_metadata(onnx32[PATCH_NET])
+    meta = read_metadata(onnx32[part])
     assert (int(meta["vmatte_patches"]), int(meta["vmatte_context"])) == (model.refiner.cfg.patches, model.refiner.cfg.context)
-    sess = ort.InferenceSession(str(onnx32[PATCH_NET]), providers=["CPUExecutionProvider"])
+    assert meta.get("vmatte_window_multiple", "1") == ("2" if part == PATCH_NET_PAIRS else "1")
+    sess = ort.InferenceSession(str(onnx32[part]), providers=["CPUExecutionProvider"])
     S = 64 + 2 * model.refiner.cfg.context
     rng = np.random.default_rng(3)
-    for k in (1, 5):
+    for k in ((2, 10) if part == PATCH_NET_PAIRS else (1, 5)):
         img, alpha = rng.random((k, 3, S, S), dtype=np.float32), rng.random((k, 1, S, S), dtype=np.float32)
         got = sess.run(None, {"image": img, "alpha": alpha})[0]
         with torch.no_grad():
@@ -239,22 +242,26 @@ def test_patch_net_onnx_matches_the_refiner(model, onnx32):
         assert np.abs(got - ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("pairs", [False, True])
 @pytest.mark.parametrize("full,low,frame", [
     ((384, 640), (96, 160), (384, 640)),  # 60 cells, the score resize an identity
     ((384, 640), (64, 96), (370, 630)),  # scores upsampled 1.5x; an unpadded frame
     ((384, 640), (128, 224), (384, 600)),  # scores downsampled
     ((256, 256), (64, 64), (250, 256)),  # 16 cells
     ((128, 192), (40, 56), (128, 192)),  # 6 cells, fewer than the budget of 32
+    ((192, 320), (56, 88), (190, 320)),  # 15 cells: an odd number (the pairs pad it)
 ])
-def test_host_refiner_matches_the_graph(onnx32, full, low, frame):
-    """The onnxruntime backend's host plumbing around the patch net gives the refiner graph's alpha:
-    any score resize, fewer cells than the patch budget, a batch of two, and from the unpadded
-    uint8 frame as run_matte feeds it (the graph gets the edge-padded frame, as prepare pads)."""
+def test_host_refiner_matches_the_graph(onnx32, full, low, frame, pairs):
+    """The onnxruntime backend's host plumbing around the patch net (plain or paired) gives the
+    refiner graph's alpha: any score resize, fewer cells than the patch budget (an odd number for the
+    pairs), a batch of two, and from the unpadded uint8 frame as run_matte feeds it (the graph gets
+    the edge-padded frame, as prepare pads)."""
     from vmatte.backends import ModelSource, create_backend
     from vmatte.ops.patches import refine_alpha
 
-    be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent))
+    be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent), patch_pairs=pairs)
     assert be.patch_plan == (32, 4)
+    assert be.files[PATCH_NET] == onnx32[PATCH_NET_PAIRS if pairs else PATCH_NET]
     (H, W), (h, w), (fh, fw) = full, low, frame
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (fh, fw, 3), dtype=np.uint8)

@@ -13,7 +13,8 @@ from vmatte import Matter
 from vmatte.export.onnx import read_metadata
 from vmatte.weights import file_sha256, read_header, shipped_onnx_dir, shipped_weights
 
-COMPONENTS = ("segmenter", "generator", "refiner", "refiner_patches")  # the refiner's patch net too (onnxruntime's host refiner)
+# the refiner's patch net too, plain and paired (onnxruntime's host refiner)
+COMPONENTS = ("segmenter", "generator", "refiner", "refiner_patches", "refiner_patches_pairs")
 
 
 def test_shipped_weights_have_a_card():

@@ -143,19 +143,24 @@ def profile_graphs(onnx_dir: str | Path, inputs: Iterable[tuple[np.ndarray, np.n
     as vmatte.api.prepare makes them) -> {component: summarize_runs(...)} over the runs after the
     first `warmup`. When the export has the refiner's patch net alone (PATCH_NET), the backend runs
     that around host code (vmatte.ops.patches), so "refiner" profiles the patch net's graph."""
-    from .backends.base import PATCH_NET, patch_plan
-    from .ops.patches import refine_alpha
+    from .backends.base import patch_net_file, patch_plan, window_multiple
+    from .ops.patches import in_multiples, refine_alpha
 
-    patch_file = Path(onnx_dir) / f"{PATCH_NET}.onnx"
-    files_of = {"segmenter": "segmenter", "generator": "generator", "refiner": PATCH_NET if patch_file.is_file() else "refiner"}
+    patch_file = patch_net_file(Path(onnx_dir))  # the file the backend would run here
+    files_of = {c: Path(onnx_dir) / f"{c}.onnx" for c in ("segmenter", "generator", "refiner")}
+    if patch_file is not None:
+        files_of["refiner"] = patch_file
     with tempfile.TemporaryDirectory(prefix="vmatte-ortprof-") as tmp:
-        sessions = {c: _session(Path(onnx_dir) / f"{f}.onnx", Path(tmp) / c, threads) for c, f in files_of.items()}
-        plan = None
-        if files_of["refiner"] == PATCH_NET:
-            plan = patch_plan(sessions["refiner"].get_modelmeta().custom_metadata_map, patch_file)
+        sessions = {c: _session(f, Path(tmp) / c, threads) for c, f in files_of.items()}
+        plan, multiple = None, 1
+        if patch_file is not None:
+            meta = sessions["refiner"].get_modelmeta().custom_metadata_map
+            plan, multiple = patch_plan(meta, patch_file), window_multiple(meta)
 
-        def patch_net(img: np.ndarray, base: np.ndarray) -> np.ndarray:
+        def run_net(img: np.ndarray, base: np.ndarray) -> np.ndarray:
             return sessions["refiner"].run(None, {"image": img, "alpha": base})[0]
+
+        patch_net = in_multiples(run_net, multiple)
 
         try:
             for full, low in inputs:

@@ -38,6 +38,49 @@ def patch_plan(metadata: dict[str, str], path: Any) -> tuple[int, int]:
         raise VmatteError(f"ONNX file {path} lacks its patch budget and context metadata; "
                           "re-export it with `vmatte export --format onnx --force`") from None
 
+
+# The same patch net with the windows in pairs (vmatte.models.refiner_pairs), exported next to it
+# (FP32 exports only): less time where onnxruntime's blocked convolutions use 16-channel blocks
+# (AVX-512), more elsewhere. Its metadata vmatte_window_multiple says how many windows a row holds;
+# callers pad K to a multiple of it (vmatte.ops.patches.in_multiples).
+PATCH_NET_PAIRS = "refiner_patches_pairs"
+
+
+def avx512() -> bool:
+    """Whether this CPU has AVX-512 (onnxruntime's NCHWc convolutions then use 16-channel blocks),
+    as numpy's runtime dispatch saw it; False where that cannot be read."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX512F") and features.get("AVX512BW"))
+
+
+def patch_net_file(onnx_dir: Path, precision: str = "fp32", pairs: bool | None = None) -> Path | None:
+    """The refiner's patch-net file for onnxruntime in `onnx_dir`: the paired one when `pairs` (None:
+    on AVX-512 CPUs) and the FP32 export has it, else the plain one (int8: its .int8 twin); None when
+    the export has neither (older exports: the refiner runs as one graph)."""
+    onnx_dir = Path(onnx_dir)
+    if precision == "int8":
+        plain = onnx_dir / f"{PATCH_NET}.int8.onnx"
+        return plain if plain.is_file() else None
+    paired = onnx_dir / f"{PATCH_NET_PAIRS}.onnx"
+    if (avx512() if pairs is None else pairs) and paired.is_file():
+        return paired
+    plain = onnx_dir / f"{PATCH_NET}.onnx"
+    return plain if plain.is_file() else None
+
+
+def window_multiple(metadata: dict[str, str]) -> int:
+    """How many windows the patch net's batch must be a multiple of (1 for the plain net)."""
+    try:
+        return max(1, int(metadata.get("vmatte_window_multiple", "1")))
+    except ValueError:
+        return 1
+
 # Bumped whenever the exported graphs change for the same weights (2: the refiner scores cells on
 # samples of the upsampled alpha and runs its decoder on the patch centres). ONNX files record it
 # (metadata vmatte_graph_version) and engine keys include it, so exports and engines of an older

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import VmatteError
 from ..ops.patches import PATCH
-from .base import COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch, patch_plan
+from .base import (COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch, patch_net_file,
+                   patch_plan, window_multiple)
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,11 @@ class OnnxRuntimeBackend(Backend):
         return True, ""
 
     def __init__(self, source: ModelSource, threads: int | None = None, providers: list[str] | None = None,
-                 precision: str = "fp32", **_: Any):
+                 precision: str = "fp32", patch_pairs: bool | None = None, **_: Any):
         """precision "int8" loads <component>.int8.onnx (made at release time by vmatte.export.quantize)
-        instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md)."""
+        instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md).
+        patch_pairs: run the refiner's patch net with windows in pairs (None: on AVX-512 CPUs, where it
+        is faster; vmatte.models.refiner_pairs)."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -60,12 +63,14 @@ class OnnxRuntimeBackend(Backend):
         # The refiner's patch net alone, when the export has it (older exports run the whole refiner
         # graph): the host then does the refiner's plumbing (vmatte.ops.patches), for less time.
         self.patch_plan: tuple[int, int] | None = None  # (patch budget, context) of the host refiner
-        patch_file = Path(source.onnx_dir) / (f"{PATCH_NET}.int8.onnx" if precision == "int8" else f"{PATCH_NET}.onnx")
-        if patch_file.is_file():
-            sess = self._load(ort, PATCH_NET, patch_file, opts, providers)
-            self.patch_plan = patch_plan(sess.get_modelmeta().custom_metadata_map, patch_file)
+        self._patch_multiple = 1  # the patch net takes windows in multiples of this
+        patch_file = patch_net_file(Path(source.onnx_dir), precision, patch_pairs)
+        if patch_file is not None:
+            meta = self._load(ort, PATCH_NET, patch_file, opts, providers).get_modelmeta().custom_metadata_map
+            self.patch_plan = patch_plan(meta, patch_file)
+            self._patch_multiple = window_multiple(meta)
         else:
-            log.info("no %s in %s: the refiner runs as one graph (re-export for the faster CPU path)", patch_file.name, source.onnx_dir)
+            log.info("no %s.onnx in %s: the refiner runs as one graph (re-export for the faster CPU path)", PATCH_NET, source.onnx_dir)
 
     def _load(self, ort, comp: str, path: Path, opts, providers) -> Any:
         try:
@@ -104,7 +109,12 @@ class OnnxRuntimeBackend(Backend):
 
     def run_patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """The refiner's patch net on gathered windows [K,3,S,S], [K,1,S,S] -> cells [K,1,64,64]
-        (a per-thread buffer, as run's)."""
+        (a per-thread buffer, as run's), for any K (the paired net's batch is padded to its multiple)."""
+        from ..ops.patches import in_multiples
+
+        return in_multiples(self._patch_net, self._patch_multiple)(image, alpha)
+
+    def _patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         (img_name, alpha_name), out_name = PATCH_NET_IO
         shape = (image.shape[0], 1, PATCH, PATCH)
         out = self._outputs.get((PATCH_NET, shape), shape)

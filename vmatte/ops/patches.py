@@ -73,6 +73,23 @@ def _to_nchw(windows: np.ndarray) -> np.ndarray:
     return out
 
 
+def in_multiples(patch_net: Callable[[np.ndarray, np.ndarray], np.ndarray], multiple: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`patch_net` for any number of windows when it takes them in multiples of `multiple` (the
+    paired patch net): the last window is repeated up to the multiple and its extra cells dropped."""
+    if multiple <= 1:
+        return patch_net
+
+    def run(img: np.ndarray, base: np.ndarray) -> np.ndarray:
+        extra = -len(img) % multiple
+        if not extra:
+            return patch_net(img, base)
+        img = np.concatenate([img, np.repeat(img[-1:], extra, 0)])
+        base = np.concatenate([base, np.repeat(base[-1:], extra, 0)])
+        return patch_net(img, base)[:-extra]
+
+    return run
+
+
 def refine_alpha(frame: np.ndarray, coarse: np.ndarray, padded_hw: tuple[int, int], patches: int, context: int,
                  patch_net: Callable[[np.ndarray, np.ndarray], np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
     """The refiner on the host around `patch_net` (image windows [K,3,S,S] in [0,1], alpha windows

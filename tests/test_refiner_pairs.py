@@ -1,0 +1,91 @@
+"""The paired patch net (vmatte.models.refiner_pairs) and how the onnxruntime backend picks and
+feeds it: the same cells as the refiner's own patch net, for any number of windows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vmatte.backends import base
+from vmatte.backends.base import PATCH_NET, PATCH_NET_PAIRS, patch_net_file, window_multiple
+from vmatte.ops.patches import in_multiples
+
+
+def _randomise_bn(module, seed: int) -> None:
+    """Give every batch norm non-trivial statistics and affine terms, so folding them is tested."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+
+
+@pytest.mark.parametrize("model_name", ["rt", "paper"])  # 8/16 channels (block-diagonal, grouped); 32/64, deep
+def test_paired_net_matches_refine_windows(model_name):
+    torch = pytest.importorskip("torch")
+    from vmatte.models.refiner_pairs import PairedPatchNet
+    from vmatte.registry import create_model
+
+    torch.manual_seed(0)
+    refiner = create_model(model_name).refiner.eval()
+    _randomise_bn(refiner, 1)
+    paired = PairedPatchNet(refiner).eval()
+    S = 64 + 2 * refiner.cfg.context
+    g = torch.Generator().manual_seed(2)
+    img, alpha = torch.rand(6, 3, S, S, generator=g), torch.rand(6, 1, S, S, generator=g)
+    with torch.no_grad():
+        want = refiner.refine_windows(img, alpha)
+        got = paired(img, alpha)
+    assert got.shape == want.shape == (6, 1, 64, 64)
+    assert float((got - want).abs().max()) < 1e-5
+    assert float((want - alpha[:, :, S // 2 - 32:S // 2 + 32, S // 2 - 32:S // 2 + 32]).abs().max()) > 1e-3  # not a no-op
+
+
+def test_in_multiples_pads_with_the_last_window_and_drops_its_cells():
+    seen = []
+
+    def net(img, base):
+        seen.append(len(img))
+        assert len(img) % 2 == 0
+        return img[:, :1, :64, :64] + base[:, :, :64, :64]
+
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 5):
+        img, base_ = rng.random((k, 3, 72, 72), dtype=np.float32), rng.random((k, 1, 72, 72), dtype=np.float32)
+        out = in_multiples(net, 2)(img, base_)
+        assert out.shape == (k, 1, 64, 64)
+        np.testing.assert_array_equal(out, img[:, :1, :64, :64] + base_[:, :, :64, :64])
+    assert seen == [2, 2, 6]
+    assert in_multiples(net, 1) is net
+
+
+def test_patch_net_file_choice(tmp_path, monkeypatch):
+    assert patch_net_file(tmp_path) is None  # an export without patch nets: the refiner graph
+    plain = tmp_path / f"{PATCH_NET}.onnx"
+    plain.write_bytes(b"x")
+    assert patch_net_file(tmp_path, pairs=True) == plain  # no paired file: the plain one
+    paired = tmp_path / f"{PATCH_NET_PAIRS}.onnx"
+    paired.write_bytes(b"x")
+    assert patch_net_file(tmp_path, pairs=True) == paired
+    assert patch_net_file(tmp_path, pairs=False) == plain
+    monkeypatch.setattr(base, "avx512", lambda: True)
+    assert patch_net_file(tmp_path) == paired
+    monkeypatch.setattr(base, "avx512", lambda: False)
+    assert patch_net_file(tmp_path) == plain
+    assert patch_net_file(tmp_path, "int8", pairs=True) is None  # int8 runs only its own twin
+    (tmp_path / f"{PATCH_NET}.int8.onnx").write_bytes(b"x")
+    assert patch_net_file(tmp_path, "int8", pairs=True) == tmp_path / f"{PATCH_NET}.int8.onnx"
+
+
+def test_window_multiple_reads_the_metadata():
+    assert window_multiple({}) == 1
+    assert window_multiple({"vmatte_window_multiple": "2"}) == 2
+    assert window_multiple({"vmatte_window_multiple": "two"}) == 1
+
+
+def test_avx512_is_a_bool():
+    assert isinstance(base.avx512(), bool)
