@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION, PATCH_NET, PATCH_NET_IO, PATCH_NET_PAIRS
+from vmatte.backends.base import COMPONENT_IO, GRAPH_VERSION, PAIRED, PATCH_NET, PATCH_NET_IO, PATCH_NET_PAIRS
 
 PATCH_NETS = (PATCH_NET, PATCH_NET_PAIRS)
 
@@ -58,7 +58,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def _patch_net_parts(model, component: str):
     """The patch net's module, example windows and metadata (vmatte.backends.base.PATCH_NET, or
-    PATCH_NET_PAIRS: the same net with windows in pairs, vmatte.models.refiner_pairs)."""
+    PATCH_NET_PAIRS: the same net with windows in pairs, vmatte.models.pairs)."""
     from vmatte.models.refiner import PATCH, PatchRefiner
 
     cfg = model.refiner.cfg
@@ -66,7 +66,7 @@ def _patch_net_parts(model, component: str):
     g = torch.Generator().manual_seed(0)
     meta = {"vmatte_patches": str(cfg.patches), "vmatte_context": str(cfg.context)}
     if component == PATCH_NET_PAIRS:
-        from vmatte.models.refiner_pairs import PAIRS, PairedPatchNet
+        from vmatte.models.pairs import PAIRS, PairedPatchNet
 
         module, K = PairedPatchNet(model.refiner), 2 * PAIRS
         meta["vmatte_window_multiple"] = str(PAIRS)
@@ -89,6 +89,11 @@ def export_component(model, component: str, path: str | Path, half: bool = False
         names, out = PATCH_NET_IO
         module, args, extra = _patch_net_parts(model, component)
         module = module.eval()
+    elif component == PAIRED["generator"]:  # the generator's encoders side by side (vmatte.models.pairs)
+        from vmatte.models.pairs import PairedGenerator
+
+        names, out = COMPONENT_IO["generator"]
+        module, args = PairedGenerator(model.generator).eval(), example_inputs("generator")
     else:
         names, out = COMPONENT_IO[component]
         module = getattr(model, component).eval()
@@ -102,7 +107,7 @@ def export_component(model, component: str, path: str | Path, half: bool = False
         axes = {n: {0: "windows"} for n in (*names, out)}
     else:
         axes = {n: {0: "batch", 2: f"{n}_h", 3: f"{n}_w"} for n in names}
-        if component == "generator":  # image and mask share their size
+        if component in ("generator", PAIRED["generator"]):  # image and mask share their size
             axes["mask"] = {0: "batch", 2: "image_h", 3: "image_w"}
         axes[out] = {0: "batch", 2: "out_h", 3: "out_w"}
     tmp = path.with_name(path.name + ".partial")
@@ -132,11 +137,12 @@ def export_component(model, component: str, path: str | Path, half: bool = False
 
 def onnx_parts(half: bool = False) -> tuple[str, ...]:
     """The files an ONNX export writes (<part>.onnx): the three components, and for FP32 (the
-    onnxruntime CPU path) the refiner's patch net too, plain and paired."""
-    return tuple(COMPONENT_IO) + (() if half else PATCH_NETS)
+    onnxruntime CPU path) the refiner's patch net too, and the paired files (vmatte.models.pairs)."""
+    return tuple(COMPONENT_IO) + (() if half else (PATCH_NET, *PAIRED.values()))
 
 
 def export_onnx(model, out_dir: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None) -> dict[str, Path]:
     """Export the three components to out_dir/{segmenter,generator,refiner}.onnx, and for FP32 the
-    refiner's patch net to out_dir/refiner_patches.onnx and refiner_patches_pairs.onnx."""
+    refiner's patch net (refiner_patches.onnx) and the paired files (generator_pairs.onnx,
+    refiner_patches_pairs.onnx)."""
     return {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in onnx_parts(half)}

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from vmatte.backends.base import COMPONENT_IO, PATCH_NET, PATCH_NET_PAIRS  # noqa: E402
+from vmatte.backends.base import COMPONENT_IO, PAIRED, PATCH_NET, PATCH_NET_PAIRS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,10 @@ def onnx32(model, tmp_path_factory):
     return export_onnx(model, tmp_path_factory.mktemp("onnx32"), metadata={"weights_sha256": "abc"})
 
 
-@pytest.mark.parametrize("component", list(COMPONENT_IO))
-def test_onnx_parity_two_sizes(model, onnx32, component):
-    sess = ort.InferenceSession(str(onnx32[component]), providers=["CPUExecutionProvider"])
+@pytest.mark.parametrize("component,part", [(c, c) for c in COMPONENT_IO] + [("generator", PAIRED["generator"])])
+def test_onnx_parity_two_sizes(model, onnx32, component, part):
+    """Every component's file, and the paired generator's, against PyTorch at two new sizes."""
+    sess = ort.InferenceSession(str(onnx32[part]), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == list(COMPONENT_IO[component][0])
     assert [o.name for o in sess.get_outputs()] == [COMPONENT_IO[component][1]]
     # Two sizes other than the tracing size: the axes really are dynamic.
@@ -159,7 +160,7 @@ def test_export_api_onnx_skips_up_to_date(random_weights, tmp_path):
     from vmatte.weights import file_sha256
 
     paths = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
-    assert set(paths) == set(COMPONENT_IO) | {PATCH_NET, PATCH_NET_PAIRS}
+    assert set(paths) == set(COMPONENT_IO) | {PATCH_NET, *PAIRED.values()}
     assert read_metadata(paths["refiner"])["weights_sha256"] == file_sha256(random_weights)
     mtimes = {c: p.stat().st_mtime_ns for c, p in paths.items()}
     again = export("rt", weights=random_weights, format="onnx", out_dir=tmp_path)
@@ -259,7 +260,7 @@ def test_host_refiner_matches_the_graph(onnx32, full, low, frame, pairs):
     from vmatte.backends import ModelSource, create_backend
     from vmatte.ops.patches import refine_alpha
 
-    be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent), patch_pairs=pairs)
+    be = create_backend("onnxruntime", ModelSource("rt", onnx32["segmenter"], onnx32["segmenter"].parent), pairs=pairs)
     assert be.patch_plan == (32, 4)
     assert be.files[PATCH_NET] == onnx32[PATCH_NET_PAIRS if pairs else PATCH_NET]
     (H, W), (h, w), (fh, fw) = full, low, frame

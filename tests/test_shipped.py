@@ -13,8 +13,8 @@ from vmatte import Matter
 from vmatte.export.onnx import read_metadata
 from vmatte.weights import file_sha256, read_header, shipped_onnx_dir, shipped_weights
 
-# the refiner's patch net too, plain and paired (onnxruntime's host refiner)
-COMPONENTS = ("segmenter", "generator", "refiner", "refiner_patches", "refiner_patches_pairs")
+# the refiner's patch net too (onnxruntime's host refiner), and the paired files (AVX-512)
+COMPONENTS = ("segmenter", "generator", "refiner", "refiner_patches", "generator_pairs", "refiner_patches_pairs")
 
 
 def test_shipped_weights_have_a_card():

@@ -143,11 +143,11 @@ def profile_graphs(onnx_dir: str | Path, inputs: Iterable[tuple[np.ndarray, np.n
     as vmatte.api.prepare makes them) -> {component: summarize_runs(...)} over the runs after the
     first `warmup`. When the export has the refiner's patch net alone (PATCH_NET), the backend runs
     that around host code (vmatte.ops.patches), so "refiner" profiles the patch net's graph."""
-    from .backends.base import patch_net_file, patch_plan, window_multiple
+    from .backends.base import PATCH_NET, part_file, patch_plan, window_multiple
     from .ops.patches import in_multiples, refine_alpha
 
-    patch_file = patch_net_file(Path(onnx_dir))  # the file the backend would run here
-    files_of = {c: Path(onnx_dir) / f"{c}.onnx" for c in ("segmenter", "generator", "refiner")}
+    patch_file = part_file(Path(onnx_dir), PATCH_NET)  # the files the backend would run here
+    files_of = {c: part_file(Path(onnx_dir), c) or Path(onnx_dir) / f"{c}.onnx" for c in ("segmenter", "generator", "refiner")}
     if patch_file is not None:
         files_of["refiner"] = patch_file
     with tempfile.TemporaryDirectory(prefix="vmatte-ortprof-") as tmp:

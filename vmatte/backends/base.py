@@ -39,11 +39,12 @@ def patch_plan(metadata: dict[str, str], path: Any) -> tuple[int, int]:
                           "re-export it with `vmatte export --format onnx --force`") from None
 
 
-# The same patch net with the windows in pairs (vmatte.models.refiner_pairs), exported next to it
-# (FP32 exports only): less time where onnxruntime's blocked convolutions use 16-channel blocks
-# (AVX-512), more elsewhere. Its metadata vmatte_window_multiple says how many windows a row holds;
-# callers pad K to a multiple of it (vmatte.ops.patches.in_multiples).
-PATCH_NET_PAIRS = "refiner_patches_pairs"
+# Paired files (vmatte.models.pairs), exported next to their part (FP32 exports only): two copies of
+# a net side by side in the channels, for less time where onnxruntime's blocked convolutions use
+# 16-channel blocks (AVX-512) and more elsewhere. The paired patch net takes windows in pairs: its
+# metadata vmatte_window_multiple says so, and callers pad K to it (vmatte.ops.patches.in_multiples).
+PAIRED = {"generator": "generator_pairs", PATCH_NET: "refiner_patches_pairs"}
+PATCH_NET_PAIRS = PAIRED[PATCH_NET]
 
 
 def avx512() -> bool:
@@ -59,18 +60,19 @@ def avx512() -> bool:
     return bool(features.get("AVX512F") and features.get("AVX512BW"))
 
 
-def patch_net_file(onnx_dir: Path, precision: str = "fp32", pairs: bool | None = None) -> Path | None:
-    """The refiner's patch-net file for onnxruntime in `onnx_dir`: the paired one when `pairs` (None:
-    on AVX-512 CPUs) and the FP32 export has it, else the plain one (int8: its .int8 twin); None when
-    the export has neither (older exports: the refiner runs as one graph)."""
+def part_file(onnx_dir: Path, part: str, precision: str = "fp32", pairs: bool | None = None) -> Path | None:
+    """The file onnxruntime runs for `part` (a component or PATCH_NET) from `onnx_dir`: its paired
+    file (PAIRED) when `pairs` (None: on AVX-512 CPUs) and the FP32 export has one, else the plain
+    <part>.onnx (int8: <part>.int8.onnx); None when the export lacks it."""
     onnx_dir = Path(onnx_dir)
     if precision == "int8":
-        plain = onnx_dir / f"{PATCH_NET}.int8.onnx"
+        plain = onnx_dir / f"{part}.int8.onnx"
         return plain if plain.is_file() else None
-    paired = onnx_dir / f"{PATCH_NET_PAIRS}.onnx"
-    if (avx512() if pairs is None else pairs) and paired.is_file():
-        return paired
-    plain = onnx_dir / f"{PATCH_NET}.onnx"
+    if part in PAIRED and (avx512() if pairs is None else pairs):
+        paired = onnx_dir / f"{PAIRED[part]}.onnx"
+        if paired.is_file():
+            return paired
+    plain = onnx_dir / f"{part}.onnx"
     return plain if plain.is_file() else None
 
 

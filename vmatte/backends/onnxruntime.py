@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import VmatteError
 from ..ops.patches import PATCH
-from .base import (COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch, patch_net_file,
+from .base import (COMPONENT_IO, PATCH_NET, PATCH_NET_IO, PRECISIONS, Backend, ModelSource, ThreadScratch, part_file,
                    patch_plan, window_multiple)
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,11 @@ class OnnxRuntimeBackend(Backend):
         return True, ""
 
     def __init__(self, source: ModelSource, threads: int | None = None, providers: list[str] | None = None,
-                 precision: str = "fp32", patch_pairs: bool | None = None, **_: Any):
+                 precision: str = "fp32", pairs: bool | None = None, **_: Any):
         """precision "int8" loads <component>.int8.onnx (made at release time by vmatte.export.quantize)
         instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md).
-        patch_pairs: run the refiner's patch net with windows in pairs (None: on AVX-512 CPUs, where it
-        is faster; vmatte.models.refiner_pairs)."""
+        pairs: run the paired files where the export has them (None: on AVX-512 CPUs, where they are
+        faster; vmatte.models.pairs)."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -53,18 +53,19 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         providers = providers or ["CPUExecutionProvider"]
         for comp in COMPONENT_IO:
-            path = Path(source.onnx_dir) / (f"{comp}.int8.onnx" if precision == "int8" else f"{comp}.onnx")
-            if not path.is_file() and precision == "int8":
-                raise VmatteError(f"int8 file {path} is missing; make it with `python -m vmatte.export.quantize "
+            path = part_file(Path(source.onnx_dir), comp, precision, pairs)
+            missing = Path(source.onnx_dir) / (f"{comp}.int8.onnx" if precision == "int8" else f"{comp}.onnx")
+            if path is None and precision == "int8":
+                raise VmatteError(f"int8 file {missing} is missing; make it with `python -m vmatte.export.quantize "
                                   f"{source.onnx_dir} --calib PHOTOS_OR_VIDEOS` (needs vmatte[torch]), or use --precision fp32")
-            if not path.is_file():
-                raise VmatteError(f"ONNX file {path} is missing; run `vmatte export --model {source.model} --format onnx`")
+            if path is None:
+                raise VmatteError(f"ONNX file {missing} is missing; run `vmatte export --model {source.model} --format onnx`")
             self._load(ort, comp, path, opts, providers)
         # The refiner's patch net alone, when the export has it (older exports run the whole refiner
         # graph): the host then does the refiner's plumbing (vmatte.ops.patches), for less time.
         self.patch_plan: tuple[int, int] | None = None  # (patch budget, context) of the host refiner
         self._patch_multiple = 1  # the patch net takes windows in multiples of this
-        patch_file = patch_net_file(Path(source.onnx_dir), precision, patch_pairs)
+        patch_file = part_file(Path(source.onnx_dir), PATCH_NET, precision, pairs)
         if patch_file is not None:
             meta = self._load(ort, PATCH_NET, patch_file, opts, providers).get_modelmeta().custom_metadata_map
             self.patch_plan = patch_plan(meta, patch_file)

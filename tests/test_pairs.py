@@ -1,12 +1,13 @@
-"""The paired patch net (vmatte.models.refiner_pairs) and how the onnxruntime backend picks and
-feeds it: the same cells as the refiner's own patch net, for any number of windows."""
+"""The paired graphs (vmatte.models.pairs) and how the onnxruntime backend picks and feeds them:
+the same cells as the refiner's own patch net for any number of windows, the same alpha as the
+generator."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from vmatte.backends import base
-from vmatte.backends.base import PATCH_NET, PATCH_NET_PAIRS, patch_net_file, window_multiple
+from vmatte.backends.base import PAIRED, PATCH_NET, PATCH_NET_PAIRS, part_file, window_multiple
 from vmatte.ops.patches import in_multiples
 
 
@@ -27,7 +28,7 @@ def _randomise_bn(module, seed: int) -> None:
 @pytest.mark.parametrize("model_name", ["rt", "paper"])  # 8/16 channels (block-diagonal, grouped); 32/64, deep
 def test_paired_net_matches_refine_windows(model_name):
     torch = pytest.importorskip("torch")
-    from vmatte.models.refiner_pairs import PairedPatchNet
+    from vmatte.models.pairs import PairedPatchNet
     from vmatte.registry import create_model
 
     torch.manual_seed(0)
@@ -63,22 +64,48 @@ def test_in_multiples_pads_with_the_last_window_and_drops_its_cells():
     assert in_multiples(net, 1) is net
 
 
-def test_patch_net_file_choice(tmp_path, monkeypatch):
-    assert patch_net_file(tmp_path) is None  # an export without patch nets: the refiner graph
-    plain = tmp_path / f"{PATCH_NET}.onnx"
+@pytest.mark.parametrize("part", [PATCH_NET, "generator"])
+def test_part_file_choice(tmp_path, monkeypatch, part):
+    assert part_file(tmp_path, part) is None  # an export without it (no patch net: the refiner graph)
+    plain = tmp_path / f"{part}.onnx"
     plain.write_bytes(b"x")
-    assert patch_net_file(tmp_path, pairs=True) == plain  # no paired file: the plain one
-    paired = tmp_path / f"{PATCH_NET_PAIRS}.onnx"
+    assert part_file(tmp_path, part, pairs=True) == plain  # no paired file: the plain one
+    paired = tmp_path / f"{PAIRED[part]}.onnx"
     paired.write_bytes(b"x")
-    assert patch_net_file(tmp_path, pairs=True) == paired
-    assert patch_net_file(tmp_path, pairs=False) == plain
+    assert part_file(tmp_path, part, pairs=True) == paired
+    assert part_file(tmp_path, part, pairs=False) == plain
     monkeypatch.setattr(base, "avx512", lambda: True)
-    assert patch_net_file(tmp_path) == paired
+    assert part_file(tmp_path, part) == paired
     monkeypatch.setattr(base, "avx512", lambda: False)
-    assert patch_net_file(tmp_path) == plain
-    assert patch_net_file(tmp_path, "int8", pairs=True) is None  # int8 runs only its own twin
-    (tmp_path / f"{PATCH_NET}.int8.onnx").write_bytes(b"x")
-    assert patch_net_file(tmp_path, "int8", pairs=True) == tmp_path / f"{PATCH_NET}.int8.onnx"
+    assert part_file(tmp_path, part) == plain
+    assert part_file(tmp_path, part, "int8", pairs=True) is None  # int8 runs only its own twin
+    (tmp_path / f"{part}.int8.onnx").write_bytes(b"x")
+    assert part_file(tmp_path, part, "int8", pairs=True) == tmp_path / f"{part}.int8.onnx"
+
+
+def test_unpaired_parts_have_no_paired_file(tmp_path):
+    (tmp_path / "segmenter.onnx").write_bytes(b"x")
+    (tmp_path / "segmenter_pairs.onnx").write_bytes(b"x")
+    assert part_file(tmp_path, "segmenter", pairs=True) == tmp_path / "segmenter.onnx"
+
+
+@pytest.mark.parametrize("model_name,shape", [("rt", (64, 96)), ("rt", (128, 224)), ("paper", (64, 64))])  # paper: grouped convs
+def test_paired_generator_matches_the_generator(model_name, shape):
+    torch = pytest.importorskip("torch")
+    from vmatte.models.pairs import PairedGenerator
+    from vmatte.registry import create_model
+
+    torch.manual_seed(0)
+    gen = create_model(model_name).generator.eval()
+    _randomise_bn(gen, 3)
+    g = torch.Generator().manual_seed(4)
+    img, mask = torch.rand(2, 3, *shape, generator=g), torch.rand(2, 1, *shape, generator=g)
+    with torch.no_grad():
+        want = gen(img, mask)
+        got = PairedGenerator(gen).eval()(img, mask)
+    assert got.shape == want.shape == (2, 1, *shape)
+    assert float((got - want).abs().max()) < 1e-5
+    assert float(want.std()) > 1e-3  # not a constant map
 
 
 def test_window_multiple_reads_the_metadata():
