@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .ops.sizes import frame_sizes
+from .ops.yuv import KR_KB
 from .runner import StopAware, _Stopped
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def default_layer(device: str | None = None):
 # ---------------------------------------------------------------------------------------------
 # Limited-range YUV <-> RGB with the matrix players assume: BT.709 for HD, BT.601 for SD (the
 # CPU path's rule, vmatte.io.sources.guess_matrix), so GPU and CPU outputs have the same colours.
-_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+_KR_KB = {"bt601": KR_KB[6], "bt709": KR_KB[1]}
 
 
 def yuv_matrix(width: int, height: int) -> str:

@@ -40,7 +40,7 @@ ENCODER = {"crf": "18", "preset": "veryfast"}  # VideoSink's H.264 settings
 # in another configuration and are not. Op groups ("part") go under each model's row.
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("decode", "decode H.264 (1 thread)", "frame"),
-    ("yuv_in", "in: yuv420p -> RGB (swscale, accurate)", "frame"),
+    ("yuv_in", "in: yuv420p -> RGB (OpenCV, as VideoSource)", "frame"),
     ("pad", "in: pad to whole 64-px cells", "frame"),
     ("resize", "in: area resize to the generator's size", "frame"),
     ("low_float", "in: low res uint8 -> float", "frame"),
@@ -52,7 +52,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("guide", "temporal filter: guide", "frame"),
     ("push", "temporal filter: push (filters the frame 4 back)", "frame"),
     ("blur", "composite: blur background (the default)", "frame"),
-    ("yuv_out", "out: RGB -> yuv420p (swscale, as VideoSink)", "frame"),
+    ("yuv_out", "out: RGB -> yuv420p (OpenCV, as VideoSink)", "frame"),
     ("encode", "encode H.264 (libx264 veryfast, 1 thread)", "frame"),
     ("colour", "composite: colour background, instead of blur", "alt"),
     ("smoother", "webcam: smoother (weights + apply), instead of the filter", "alt"),
@@ -183,14 +183,12 @@ def _encoder(h: int, w: int, threads: int):
 
 def to_yuv420p(rgb: np.ndarray):
     """RGB uint8 [H,W,3] (even sides) -> a yuv420p av.VideoFrame, converted as VideoSink.write does."""
-    import av
-
-    from .io.sources import BT601, guess_matrix
+    from .io.sinks import i420_frame
+    from .io.sources import guess_matrix
+    from .ops.yuv import rgb_to_i420
 
     m = guess_matrix(rgb.shape[1], rgb.shape[0])
-    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-        format="yuv420p", dst_colorspace=5 if m == BT601 else m, dst_color_range=1,
-        dst_color_primaries=m, dst_color_trc=m)
+    return i420_frame(rgb_to_i420(rgb, m), m)
 
 
 def encode_sample(h: int, w: int, n: int) -> list:

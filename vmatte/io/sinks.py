@@ -113,6 +113,16 @@ def grey_to_i420(grey: np.ndarray) -> np.ndarray:
     return out
 
 
+def i420_frame(planes: np.ndarray, matrix: int):
+    """An av.VideoFrame (yuv420p) of limited-range I420 planes uint8 [H*3/2, W] in YUV `matrix`."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    frame.colorspace = matrix
+    frame.color_range = 1
+    return frame
+
+
 def _as_rgb_or_rgba(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:  # grey (an alpha matte)
         return np.repeat(img[..., None], 3, axis=2)
@@ -327,6 +337,10 @@ class VideoSink(_AtomicSink):
                      w, h, w + w % 2, h + h % 2)
         img = pad_to_even(img)
         self._open_for(img.shape[1], img.shape[0])
+        if img.shape[2] == 3 and self._vs.pix_fmt == "yuv420p":  # OpenCV converts for less time than swscale
+            from ..ops.yuv import rgb_to_i420
+
+            return self._encode(self._i420_frame(rgb_to_i420(img, self._matrix)), pts, time_base)
         frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
         frame = frame.reformat(format=self._vs.pix_fmt, dst_colorspace=5 if self._matrix == BT601 else self._matrix,
                                dst_color_range=1, dst_color_primaries=self._matrix, dst_color_trc=self._matrix)
@@ -340,18 +354,16 @@ class VideoSink(_AtomicSink):
     def write_i420(self, planes: np.ndarray, pts: int | None = None, time_base: Fraction | None = None) -> None:
         """Encode one frame given as limited-range I420 planes uint8 [H*3/2, W] in the HD/SD
         matrix of its size (what vmatte.gpu_runner.MattingProgram writes); see takes_i420."""
-        import av
-
         if self._state != "open":
             raise RuntimeError("VideoSink.write_i420 outside its `with` block")
         h, w = planes.shape[0] * 2 // 3, planes.shape[1]
         if not self.takes_i420(w, h) or planes.shape[0] != h * 3 // 2:
             raise VmatteError(f"{self.path.name} cannot take I420 frames of {w}x{h}; this is a bug in the caller")
         self._open_for(w, h)
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-        frame.colorspace = self._matrix
-        frame.color_range = 1
-        self._encode(frame, pts, time_base)
+        self._encode(self._i420_frame(planes), pts, time_base)
+
+    def _i420_frame(self, planes: np.ndarray):
+        return i420_frame(planes, self._matrix)
 
     def _open_for(self, w: int, h: int) -> None:
         """Open the encoder at the first frame's (even) size; later frames must keep it."""

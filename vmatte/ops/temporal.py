@@ -80,24 +80,15 @@ def guide(rgb: np.ndarray, side: int = DEFAULT.work_side) -> np.ndarray:
     return cv2.GaussianBlur(area_shrink(rgb, w, h), (3, 3), 0.8)
 
 
-_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
-
-
 def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = "bt601") -> np.ndarray:
     """guide() of a frame given as limited-range I420 planes uint8 [H*3/2,W] (the GPU route's
     input; matrix bt601 or bt709), converted to RGB at the small size."""
+    from .yuv import i420_small_to_rgb, planes_view
+
     H, W = planes.shape[0] * 2 // 3, planes.shape[1]
     h, w = grid(H, W, cell_size(H, W, side))
-    u = planes[H:H + H // 4].reshape(H // 2, W // 2)
-    v = planes[H + H // 4:].reshape(H // 2, W // 2)
-    y, u, v = (area_shrink(p, w, h).astype(np.float32) for p in (planes[:H], u, v))
-    kr, kb = _KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    y = (y - 16.0) * np.float32(255 / 219)
-    u, v = (u - 128.0) * np.float32(255 / 224), (v - 128.0) * np.float32(255 / 224)
-    rgb = cv2.merge([y + 2 * (1 - kr) * v, y - (2 * kb * (1 - kb) / kg) * u - (2 * kr * (1 - kr) / kg) * v,
-                     y + 2 * (1 - kb) * u])  # [h,w,3] float32
-    return cv2.GaussianBlur(cv2.convertScaleAbs(rgb), (3, 3), 0.8)
+    small = cv2.merge([area_shrink(p, w, h) for p in planes_view(planes)])  # [h,w,3] Y, U, V
+    return cv2.GaussianBlur(i420_small_to_rgb(small, {"bt601": 6, "bt709": 1}[matrix]), (3, 3), 0.8)
 
 
 def cell_state(alpha: np.ndarray, k: int, scratch: dict | None = None) -> np.ndarray:
