@@ -127,3 +127,12 @@ def test_table_wraps_long_details_instead_of_cutting_them(monkeypatch):
     long = "disables " + "; ".join(f"command {i}" for i in range(30)) + " (needs tensorrt)"
     text = format_table([Check("extras", "vmatte[trt]", MISSING, long, 'pip install "vmatte[trt]"')])
     assert "..." not in text and "(needs tensorrt)" in text and all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_doctor_says_which_cpu_graphs_run(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from vmatte.backends import base
+
+    for flag, word in ((True, "paired"), (False, "plain")):
+        monkeypatch.setattr(base, "avx512", lambda f=flag: f)
+        assert _by_name(run_checks(cameras=False, gpu=False), "onnxruntime CPU graphs").detail.startswith(word)

@@ -143,6 +143,11 @@ def check_runtimes(mods: dict[str, Any]) -> list[Check]:
                              "for NVIDIA GPUs: pip uninstall onnxruntime && pip install onnxruntime-gpu"))
         except Exception as e:
             out.append(Check("python", "onnxruntime providers", WARN, f"cannot list: {e}", "reinstall onnxruntime"))
+        from .backends.base import avx512
+
+        out.append(Check("python", "onnxruntime CPU graphs", INFO,
+                         "paired (AVX-512: 16-channel blocks; vmatte.models.pairs)" if avx512()
+                         else "plain (no AVX-512: the paired graphs would only add work here)"))
     cv2 = mods.get("cv2")
     if cv2 is not None:
         info = cv2.getBuildInformation()
