@@ -71,7 +71,7 @@ def rgb_to_i420(rgb: np.ndarray, matrix: int, out: np.ndarray | None = None) -> 
     planes = np.empty((H * 3 // 2, W), np.uint8) if out is None else out
     y, u, v = planes_view(planes)
     cv2.extractChannel(yuv, 0, dst=y)
-    half = cv2.resize(yuv[..., 1:], (W // 2, H // 2), interpolation=cv2.INTER_AREA)  # [H/2,W/2,2]
-    cv2.extractChannel(half, 0, dst=u)
-    cv2.extractChannel(half, 1, dst=v)
+    half = cv2.resize(yuv, (W // 2, H // 2), interpolation=cv2.INTER_AREA)  # [H/2,W/2,3] (a 2-channel view would be copied first: 10x slower)
+    cv2.extractChannel(half, 1, dst=u)
+    cv2.extractChannel(half, 2, dst=v)
     return planes
