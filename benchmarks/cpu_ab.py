@@ -60,21 +60,19 @@ def swscale_conversions():
     """VideoSource and VideoSink convert with swscale (accurate in, default out), as before."""
     import av
 
-    import vmatte.ops.yuv as Y
-
-    saved = dict(Y.KR_KB), Y.rgb_to_i420
+    import vmatte.io.sinks as sinks
+    import vmatte.io.sources as sources
 
     def sws(rgb, matrix, out=None):
         return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
             format="yuv420p", dst_colorspace=5 if matrix == 6 else matrix, dst_color_range=1).to_ndarray()
 
-    Y.KR_KB.clear()  # no known matrix: frame_to_array falls back to swscale
-    Y.rgb_to_i420 = sws
+    saved = sources.frame_to_array, sinks.rgb_to_i420
+    sources.frame_to_array, sinks.rgb_to_i420 = sources.swscale_to_array, sws
     try:
         yield
     finally:
-        Y.KR_KB.update(saved[0])
-        Y.rgb_to_i420 = saved[1]
+        sources.frame_to_array, sinks.rgb_to_i420 = saved
 
 
 def process_conversions(clip: Path, tmp: Path, frames: int, rounds: int) -> dict:

@@ -137,7 +137,7 @@ def export(
         parts = onnx_parts(fmt.half)
         if not force and all((out / f"{c}.onnx").is_file() for c in parts) and _onnx_matches(out, sha, fmt.half):
             log.info("ONNX files in %s are up to date (pass force=True to re-export)", out)
-            return {c: out / f"{c}.onnx" for c in parts}
+            return {c: out / f"{c}.onnx" for c in _present_parts(out, fmt.half)}
         return export_onnx(_load_model(model, wpath), out, half=fmt.half, metadata={"weights_sha256": sha})
 
     from .tensorrt import DEFAULT_SIZES, DEFAULT_WORKSPACE_GB, parse_sizes
@@ -165,6 +165,17 @@ def export(
     return export_torch_tensorrt(_load_model(model, wpath), out, profiles, half=True, workspace_gb=ws)
 
 
+def _present_parts(out: Path, half: bool) -> tuple[str, ...]:
+    """The parts every export has, and the paired files this one has (a model may not pair; an
+    export made before them has none, and runs the plain files until re-exported with force)."""
+    from vmatte.backends.base import PAIRED
+
+    from .onnx import onnx_parts
+
+    paired = () if half else tuple(c for c in PAIRED.values() if (out / f"{c}.onnx").is_file())
+    return onnx_parts(half) + paired
+
+
 def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
     """Whether the ONNX files in `out` were exported from weights `sha` at this precision, by this
     vmatte's graphs (GRAPH_VERSION)."""
@@ -173,7 +184,7 @@ def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
     from .onnx import onnx_parts, read_metadata
 
     try:
-        metas = [read_metadata(out / f"{c}.onnx") for c in onnx_parts(half)]
+        metas = [read_metadata(out / f"{c}.onnx") for c in _present_parts(out, half)]
     except Exception:  # unreadable file: re-export
         return False
     want = "fp16" if half else "fp32"

@@ -136,13 +136,21 @@ def export_component(model, component: str, path: str | Path, half: bool = False
 
 
 def onnx_parts(half: bool = False) -> tuple[str, ...]:
-    """The files an ONNX export writes (<part>.onnx): the three components, and for FP32 (the
-    onnxruntime CPU path) the refiner's patch net too, and the paired files (vmatte.models.pairs)."""
-    return tuple(COMPONENT_IO) + (() if half else (PATCH_NET, *PAIRED.values()))
+    """The files every ONNX export writes (<part>.onnx): the three components, and for FP32 (the
+    onnxruntime CPU path) the refiner's patch net too. FP32 exports add the paired files
+    (PAIRED, vmatte.models.pairs) where the model allows them."""
+    return tuple(COMPONENT_IO) + (() if half else (PATCH_NET,))
 
 
 def export_onnx(model, out_dir: str | Path, half: bool = False, opset: int = OPSET, metadata: dict[str, str] | None = None) -> dict[str, Path]:
     """Export the three components to out_dir/{segmenter,generator,refiner}.onnx, and for FP32 the
     refiner's patch net (refiner_patches.onnx) and the paired files (generator_pairs.onnx,
-    refiner_patches_pairs.onnx)."""
-    return {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in onnx_parts(half)}
+    refiner_patches_pairs.onnx; skipped, with a log line, for a model whose shape does not pair)."""
+    out = {c: export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata) for c in onnx_parts(half)}
+    for c in () if half else PAIRED.values():
+        try:
+            out[c] = export_component(model, c, Path(out_dir) / f"{c}.onnx", half=half, opset=opset, metadata=metadata)
+        except ValueError as e:  # e.g. a refiner context under its decoder's reach
+            (Path(out_dir) / f"{c}.onnx").unlink(missing_ok=True)  # never a stale one beside fresh files
+            log.info("no %s.onnx for this model (%s); onnxruntime runs the plain file", c, e)
+    return out

@@ -252,9 +252,11 @@ def restamp(onnx_dir: str | Path, weights_sha256: str) -> None:
 
     from .onnx import _add_metadata
 
-    for c in PARTS:
+    from vmatte.backends.base import PAIRED
+
+    for c in PARTS + tuple(PAIRED.values()):  # the paired files have no int8 twins
         fp32 = Path(onnx_dir) / f"{c}.onnx"
-        if not fp32.is_file():  # an older export without the patch net
+        if not fp32.is_file():  # an older export without the patch net or the paired files
             continue
         _add_metadata(fp32, {"weights_sha256": weights_sha256}, check=False)
         if int8_path(onnx_dir, c).is_file():

@@ -116,3 +116,46 @@ def test_window_multiple_reads_the_metadata():
 
 def test_avx512_is_a_bool():
     assert isinstance(base.avx512(), bool)
+
+
+def test_a_model_that_does_not_pair_exports_the_plain_files(tmp_path, caplog):
+    """A refiner whose context is under its decoder's reach has no paired patch net: the export
+    skips that file with a log line (and removes a stale one) instead of failing."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    import logging
+
+    from vmatte.export.onnx import export_onnx
+    from vmatte.models.refiner import Refiner, RefinerConfig
+    from vmatte.registry import create_model
+
+    m = create_model("rt")
+    m.refiner = Refiner(RefinerConfig(patches=8, context=1, widths=(8, 16)))
+    m.eval()
+    (tmp_path / f"{PATCH_NET_PAIRS}.onnx").write_bytes(b"stale")
+    with caplog.at_level(logging.INFO, logger="vmatte.export.onnx"):
+        paths = export_onnx(m, tmp_path)
+    assert PATCH_NET in paths and PAIRED["generator"] in paths and PATCH_NET_PAIRS not in paths
+    assert not (tmp_path / f"{PATCH_NET_PAIRS}.onnx").exists()
+    assert "no refiner_patches_pairs.onnx" in caplog.text
+    assert part_file(tmp_path, PATCH_NET, pairs=True) == tmp_path / f"{PATCH_NET}.onnx"
+
+
+def test_other_providers_keep_the_plain_files(monkeypatch, tmp_path):
+    """The paired graphs are for onnxruntime's CPU kernels: with another provider listed the
+    backend runs the plain files unless told otherwise."""
+    pytest.importorskip("onnxruntime")
+    from vmatte.backends.onnxruntime import OnnxRuntimeBackend
+
+    seen = {}
+    monkeypatch.setattr(base, "avx512", lambda: True)
+    monkeypatch.setattr("vmatte.backends.onnxruntime.part_file",
+                        lambda d, part, precision="fp32", pairs=None: seen.setdefault(part, pairs))
+    monkeypatch.setattr(OnnxRuntimeBackend, "_load", lambda self, *a: None)
+
+    class Source:
+        model, onnx_dir = "rt", tmp_path
+
+    with pytest.raises(AttributeError):  # the fake files load as nothing: stop at reading the patch plan
+        OnnxRuntimeBackend(Source(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert seen == dict.fromkeys(("segmenter", "generator", "refiner", PATCH_NET), False)

@@ -231,3 +231,23 @@ def test_shipped_int8_mattes_like_fp32(blob_frame):
     a = Matter("rt", precision="int8").matte(frame)
     b = Matter("rt", backend="onnxruntime").matte(frame)
     assert np.abs(a - b).mean() < 0.01
+
+
+def test_restamp_records_the_new_sha_in_every_file(int8_dir, tmp_path):
+    """After a header-only change of the weights, every FP32 file (the paired ones too) carries the
+    new sha256 and every int8 file its FP32 twin's."""
+    import shutil
+
+    from vmatte.backends.base import PAIRED
+    from vmatte.export.onnx import read_metadata
+    from vmatte.export.quantize import restamp
+    from vmatte.weights import file_sha256
+
+    d = tmp_path / "copy"
+    shutil.copytree(int8_dir, d)
+    restamp(d, "f" * 64)
+    for part in ("segmenter", "generator", "refiner", PATCH_NET, *PAIRED.values()):
+        assert read_metadata(d / f"{part}.onnx")["weights_sha256"] == "f" * 64, part
+    for part in ("segmenter", "generator", "refiner", PATCH_NET):
+        meta = read_metadata(d / f"{part}.int8.onnx")
+        assert meta["weights_sha256"] == "f" * 64 and meta["fp32_sha256"] == file_sha256(d / f"{part}.onnx")

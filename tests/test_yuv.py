@@ -85,16 +85,48 @@ def test_rgb_to_i420_rejects_what_it_cannot_write():
 def test_frame_to_array_takes_the_opencv_route_for_i420(monkeypatch):
     """A decoded 4:2:0 frame converts through vmatte.ops.yuv, as close to swscale's accurate path
     as the test above; a frame of another layout still goes through swscale."""
-    import vmatte.ops.yuv as Y
-    from vmatte.io.sources import frame_to_array
+    import vmatte.io.sources as S
 
     calls = []
-    monkeypatch.setattr(Y, "i420_to_rgb", lambda *a, _f=Y.i420_to_rgb: calls.append(a[1:]) or _f(*a))
+    monkeypatch.setattr(S, "i420_to_rgb", lambda *a, _f=S.i420_to_rgb: calls.append(a[1:]) or _f(*a))
     vf = _i420_frame(smooth_rgb(48, 64), 1)
-    got = frame_to_array(vf).astype(int)
+    got = S.frame_to_array(vf).astype(int)
     assert calls == [(1, False)]
     assert np.abs(got - _sws_accurate(vf).astype(int)).mean() < 0.6
     vf444 = av.VideoFrame.from_ndarray(smooth_rgb(48, 64), format="rgb24").reformat(format="yuv444p", dst_colorspace=1)
     vf444.colorspace = 1
-    frame_to_array(vf444)
+    assert np.abs(S.frame_to_array(vf444).astype(int) - _sws_accurate(vf444).astype(int)).mean() < 0.6
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("range_tag", [0, 2])  # yuvj420p untagged or tagged full: full range either way
+def test_full_range_frames_through_frame_to_array(range_tag):
+    from vmatte.io.sources import frame_to_array
+
+    rgb = smooth_rgb(46, 64, seed=2)
+    vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p", dst_colorspace=1, dst_color_range=2)
+    vf.colorspace, vf.color_range = 1, range_tag
+    got = frame_to_array(vf).astype(int)
+    assert got.shape == rgb.shape and np.abs(got - rgb.astype(int)).mean() < 1.5
+
+
+def test_sink_converts_rgb_with_opencv_for_yuv420p_only(tmp_path, monkeypatch):
+    """VideoSink.write: RGB frames for a yuv420p encoder go through ops.yuv; an alpha (VP9 with
+    alpha) sink still through swscale; non-uint8 frames are a ValueError, not a silent cast."""
+    import vmatte.io.sinks as K
+
+    calls = []
+    monkeypatch.setattr(K, "rgb_to_i420", lambda *a, _f=K.rgb_to_i420: calls.append(1) or _f(*a))
+    frames = [smooth_rgb(48, 64, seed=i) for i in range(3)]
+    with K.VideoSink(tmp_path / "a.mp4", rate=10) as s:
+        for f in frames:
+            s.write(f)
+        with pytest.raises(ValueError, match="uint8"):
+            s.write(frames[0].astype(np.float32))
+    assert len(calls) == 3
+    with K.VideoSink(tmp_path / "b.webm", rate=10, alpha=True) as s:
+        s.write(frames[0])
+    assert len(calls) == 3
+    with av.open(str(tmp_path / "a.mp4")) as c:
+        back = [frame.to_ndarray(format="rgb24") for frame in c.decode(video=0)]
+    assert len(back) == 3 and np.abs(back[1].astype(int) - frames[1].astype(int)).mean() < 4

@@ -140,19 +140,19 @@ class Matter:
     def _export_onnx_cache(weights: Path) -> Path:
         """ONNX export of user weights for onnxruntime, cached by the weights' hash and the graph
         version (a newer vmatte's graphs are exported afresh)."""
-        from .backends.base import GRAPH_VERSION, PAIRED, PATCH_NET
+        from .backends.base import GRAPH_VERSION, PATCH_NET
         from .engine_cache import cache_dir
         from .weights import file_sha256
 
         out = cache_dir() / "onnx" / f"{file_sha256(weights)[:16]}-g{GRAPH_VERSION}"
-        if not all((out / f"{c}.onnx").is_file() for c in ("refiner", PATCH_NET, *PAIRED.values())):
+        if not (out / "refiner.onnx").is_file() or not (out / f"{PATCH_NET}.onnx").is_file():
             try:
                 from .export.onnx import export_onnx
                 from .registry import create_model
                 from .weights import load_weights
             except ImportError as e:
-                if (out / "refiner.onnx").is_file():  # an older cache: it runs as it is (plain files, or the refiner graph)
-                    log.info("ONNX cache %s predates the paired files; without torch it runs as it is", out)
+                if (out / "refiner.onnx").is_file():  # an older cache: it runs, the refiner as one graph
+                    log.info("ONNX cache %s predates the refiner's patch net; without torch it runs as it is", out)
                     return out
                 raise VmatteError(f"running your own weights with onnxruntime exports them to ONNX once, which needs torch ({e}); "
                                   "pip install 'vmatte[torch]', or export elsewhere with `vmatte export --format onnx`") from None

@@ -146,8 +146,8 @@ def check_runtimes(mods: dict[str, Any]) -> list[Check]:
         from .backends.base import avx512
 
         out.append(Check("python", "onnxruntime CPU graphs", INFO,
-                         "paired (AVX-512: 16-channel blocks; vmatte.models.pairs)" if avx512()
-                         else "plain (no AVX-512: the paired graphs would only add work here)"))
+                         "paired where the FP32 export has them (AVX-512: 16-channel blocks; vmatte.models.pairs)"
+                         if avx512() else "plain (no AVX-512: the paired graphs would only add work here)"))
     cv2 = mods.get("cv2")
     if cv2 is not None:
         info = cv2.getBuildInformation()

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .ops.sizes import frame_sizes
-from .ops.yuv import KR_KB
+from .ops.yuv import KR_KB, MATRIX_NUMBER
 from .runner import StopAware, _Stopped
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def default_layer(device: str | None = None):
 # ---------------------------------------------------------------------------------------------
 # Limited-range YUV <-> RGB with the matrix players assume: BT.709 for HD, BT.601 for SD (the
 # CPU path's rule, vmatte.io.sources.guess_matrix), so GPU and CPU outputs have the same colours.
-_KR_KB = {"bt601": KR_KB[6], "bt709": KR_KB[1]}
+_KR_KB = {name: KR_KB[n] for name, n in MATRIX_NUMBER.items()}
 
 
 def yuv_matrix(width: int, height: int) -> str:

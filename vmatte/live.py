@@ -584,8 +584,8 @@ class LiveLoop:
         if self.adaptive:
             from .live_policy import InFlightPolicy
 
-            policy = InFlightPolicy(self.workers, interval, start=self.workers)
-        self._active = policy.active if policy is not None else self.workers
+            policy = InFlightPolicy(self.workers, interval)
+        self._active = 1 if policy is not None else self.workers
         budget = None
         if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
             from .live_policy import RefineBudget

@@ -48,17 +48,14 @@ class InFlightPolicy(_MedianWindow):
     `window` frames: with one active, a median above `high` x the camera interval switches to
     max_workers; with more active, a median below `low` x the interval switches back to one (two
     mattes sharing the cores run slower than one alone, so this errs towards staying at two).
-    start: the workers active before the first full window (default 1; the live loop starts with
-    all of them, so a machine too slow for one does not queue frames for the window's first second).
     """
 
-    def __init__(self, max_workers: int, interval: float, *, high: float = 0.8, low: float = 0.6, window: int = 30,
-                 start: int = 1):
-        if max_workers < 1 or start not in (1, max_workers):
-            raise ValueError(f"bad in-flight policy: max_workers={max_workers}, start={start} (need 1 or more, start 1 or max_workers)")
+    def __init__(self, max_workers: int, interval: float, *, high: float = 0.8, low: float = 0.6, window: int = 30):
+        if max_workers < 1:
+            raise ValueError(f"bad in-flight policy: max_workers={max_workers} (need 1 or more)")
         super().__init__(interval, high, low, window, "in-flight")
         self.max_workers = int(max_workers)
-        self.active = int(start)
+        self.active = 1
 
     def observe(self, matte_s: float) -> int:
         """Record one frame's matte time (seconds); returns the workers now active."""

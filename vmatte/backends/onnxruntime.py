@@ -32,8 +32,8 @@ class OnnxRuntimeBackend(Backend):
                  precision: str = "fp32", pairs: bool | None = None, **_: Any):
         """precision "int8" loads <component>.int8.onnx (made at release time by vmatte.export.quantize)
         instead of <component>.onnx: opt-in, as it is hardly faster on the CPUs measured (docs/benchmarks.md).
-        pairs: run the paired files where the export has them (None: on AVX-512 CPUs, where they are
-        faster; vmatte.models.pairs)."""
+        pairs: run the paired files where the export has them (None: on AVX-512 CPUs with the CPU
+        provider alone, where they are faster; vmatte.models.pairs)."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -52,24 +52,28 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = threads or 1
         opts.log_severity_level = 3
         providers = providers or ["CPUExecutionProvider"]
+        if pairs is None and any(p != "CPUExecutionProvider" for p in providers):
+            pairs = False  # the paired graphs are for onnxruntime's CPU kernels only
         for comp in COMPONENT_IO:
             path = part_file(Path(source.onnx_dir), comp, precision, pairs)
-            missing = Path(source.onnx_dir) / (f"{comp}.int8.onnx" if precision == "int8" else f"{comp}.onnx")
-            if path is None and precision == "int8":
-                raise VmatteError(f"int8 file {missing} is missing; make it with `python -m vmatte.export.quantize "
-                                  f"{source.onnx_dir} --calib PHOTOS_OR_VIDEOS` (needs vmatte[torch]), or use --precision fp32")
             if path is None:
+                missing = Path(source.onnx_dir) / (f"{comp}.int8.onnx" if precision == "int8" else f"{comp}.onnx")
+                if precision == "int8":
+                    raise VmatteError(f"int8 file {missing} is missing; make it with `python -m vmatte.export.quantize "
+                                      f"{source.onnx_dir} --calib PHOTOS_OR_VIDEOS` (needs vmatte[torch]), or use --precision fp32")
                 raise VmatteError(f"ONNX file {missing} is missing; run `vmatte export --model {source.model} --format onnx`")
             self._load(ort, comp, path, opts, providers)
         # The refiner's patch net alone, when the export has it (older exports run the whole refiner
         # graph): the host then does the refiner's plumbing (vmatte.ops.patches), for less time.
         self.patch_plan: tuple[int, int] | None = None  # (patch budget, context) of the host refiner
-        self._patch_multiple = 1  # the patch net takes windows in multiples of this
+        self._patch_net = self._run_patch_net  # for any number of windows (the paired net pads to its multiple)
         patch_file = part_file(Path(source.onnx_dir), PATCH_NET, precision, pairs)
         if patch_file is not None:
+            from ..ops.patches import in_multiples
+
             meta = self._load(ort, PATCH_NET, patch_file, opts, providers).get_modelmeta().custom_metadata_map
             self.patch_plan = patch_plan(meta, patch_file)
-            self._patch_multiple = window_multiple(meta)
+            self._patch_net = in_multiples(self._run_patch_net, window_multiple(meta))
         else:
             log.info("no %s.onnx in %s: the refiner runs as one graph (re-export for the faster CPU path)", PATCH_NET, source.onnx_dir)
 
@@ -111,11 +115,9 @@ class OnnxRuntimeBackend(Backend):
     def run_patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """The refiner's patch net on gathered windows [K,3,S,S], [K,1,S,S] -> cells [K,1,64,64]
         (a per-thread buffer, as run's), for any K (the paired net's batch is padded to its multiple)."""
-        from ..ops.patches import in_multiples
+        return self._patch_net(image, alpha)
 
-        return in_multiples(self._patch_net, self._patch_multiple)(image, alpha)
-
-    def _patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def _run_patch_net(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         (img_name, alpha_name), out_name = PATCH_NET_IO
         shape = (image.shape[0], 1, PATCH, PATCH)
         out = self._outputs.get((PATCH_NET, shape), shape)

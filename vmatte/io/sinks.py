@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import VmatteError
 from ..ops.compose import pad_to_even
+from ..ops.yuv import rgb_to_i420
 from .sources import BT601, guess_matrix
 
 log = logging.getLogger(__name__)
@@ -326,6 +327,8 @@ class VideoSink(_AtomicSink):
             raise RuntimeError("VideoSink.write outside its `with` block")
         if img.ndim == 2 and img.dtype == np.uint8 and self.takes_i420(img.shape[1], img.shape[0]):  # grey: no RGB round trip
             return self.write_i420(grey_to_i420(img), pts, time_base)
+        if img.dtype != np.uint8:
+            raise ValueError(f"VideoSink.write takes uint8 frames; got {img.dtype} (convert with np.clip(x, 0, 255).astype(np.uint8))")
         img = _as_rgb_or_rgba(img)
         if self.alpha and img.shape[2] == 3:
             img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
@@ -338,9 +341,7 @@ class VideoSink(_AtomicSink):
         img = pad_to_even(img)
         self._open_for(img.shape[1], img.shape[0])
         if img.shape[2] == 3 and self._vs.pix_fmt == "yuv420p":  # OpenCV converts for less time than swscale
-            from ..ops.yuv import rgb_to_i420
-
-            return self._encode(self._i420_frame(rgb_to_i420(img, self._matrix)), pts, time_base)
+            return self._encode(i420_frame(rgb_to_i420(img, self._matrix), self._matrix), pts, time_base)
         frame = av.VideoFrame.from_ndarray(img, format="rgba" if img.shape[2] == 4 else "rgb24")
         frame = frame.reformat(format=self._vs.pix_fmt, dst_colorspace=5 if self._matrix == BT601 else self._matrix,
                                dst_color_range=1, dst_color_primaries=self._matrix, dst_color_trc=self._matrix)
@@ -360,10 +361,7 @@ class VideoSink(_AtomicSink):
         if not self.takes_i420(w, h) or planes.shape[0] != h * 3 // 2:
             raise VmatteError(f"{self.path.name} cannot take I420 frames of {w}x{h}; this is a bug in the caller")
         self._open_for(w, h)
-        self._encode(self._i420_frame(planes), pts, time_base)
-
-    def _i420_frame(self, planes: np.ndarray):
-        return i420_frame(planes, self._matrix)
+        self._encode(i420_frame(planes, self._matrix), pts, time_base)
 
     def _open_for(self, w: int, h: int) -> None:
         """Open the encoder at the first frame's (even) size; later frames must keep it."""

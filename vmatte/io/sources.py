@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import VmatteError
+from ..ops.yuv import KR_KB, i420_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def open_source(path: str | Path):
     return {"folder": FolderSource, "image": ImageSource, "video": VideoSource}[kind](p)
 
 
-# AVColorSpace values a frame may be tagged with that swscale converts; anything else is guessed.
-_KNOWN_MATRICES = {1, 4, 5, 6, 7, 9, 10}
+# AVColorSpace values a frame may be tagged with that both conversions know; anything else is guessed.
+_KNOWN_MATRICES = frozenset(KR_KB)
 BT709, BT601 = 1, 6  # AVCOL_SPC_BT709, AVCOL_SPC_SMPTE170M
 _ACCURATE = None  # swscale flags, set on first use (PyAV is imported lazily)
 
@@ -78,16 +79,19 @@ def _sws_matrix(cs: int) -> int:
 def frame_to_array(vf, fmt: str = "rgb24") -> np.ndarray:
     """A decoded frame as RGB(A) uint8 using its real matrix (swscale alone would use BT.601 for
     untagged HD video, shifting its colours) and range. 8-bit 4:2:0 frames of even size go through
-    OpenCV (vmatte.ops.yuv: a third of swscale's accurate time); others through swscale, with
-    accurate rounding and full chroma interpolation (its fast 4:2:0 path darkens by about 1 level)."""
-    global _ACCURATE
+    OpenCV (vmatte.ops.yuv: a third of swscale's accurate time); others through swscale."""
     if fmt == "rgb24" and vf.format.name in ("yuv420p", "yuvj420p") and vf.width % 2 == 0 and vf.height % 2 == 0:
-        from ..ops.yuv import KR_KB, i420_to_rgb
+        full = vf.format.name == "yuvj420p" or int(vf.color_range or 0) == 2
+        # The frame's own planes: asking PyAV for another format would run swscale (which may
+        # also squeeze a full-range frame into 16-235 by its range tag).
+        return i420_to_rgb(vf.to_ndarray(format=vf.format.name), frame_matrix(vf), full)
+    return swscale_to_array(vf, fmt)
 
-        matrix = frame_matrix(vf)
-        if matrix in KR_KB:
-            full = vf.format.name == "yuvj420p" or int(vf.color_range or 0) == 2
-            return i420_to_rgb(vf.to_ndarray(format="yuv420p"), matrix, full)
+
+def swscale_to_array(vf, fmt: str = "rgb24") -> np.ndarray:
+    """frame_to_array through swscale, for any layout: accurate rounding with full chroma
+    interpolation (its fast 4:2:0 path darkens by about 1 level)."""
+    global _ACCURATE
     if _ACCURATE is None:
         from av.video.reformatter import Interpolation as I
 

@@ -1,5 +1,5 @@
 """Graphs for onnxruntime's blocked (NCHWc) convolutions on AVX-512 CPUs: two copies of a net side
-by side in the channels, exported as `<part>_pairs.onnx` (vmatte.backends.base.PAIRED_PARTS).
+by side in the channels, exported as `<part>_pairs.onnx` (vmatte.backends.base.PAIRED).
 
 There onnxruntime stores activations in blocks of 16 channels, so an 8-channel layer pays for 16:
 an 8 -> 8 convolution costs a 16 -> 16 one, an 8 -> 1 head costs 16 outputs. Two nets of the same
@@ -47,6 +47,9 @@ class PairedConv(nn.Module):
         folded = [_folded(b) for b in blocks]
         ws = [f[0] for f in folded]
         _, _, conv, self.relu = folded[0]
+        kinds = {(f[2].stride, f[2].padding, f[2].dilation, f[2].groups, f[2].kernel_size, f[3]) for f in folded}
+        if len(kinds) != 1 or conv.groups != 1:
+            raise ValueError(f"paired convolutions must be plain (groups 1) and of one kind; got {sorted(kinds)}")
         cout, cin = ws[0].shape[:2]
         same = all(w.shape == ws[0].shape for w in ws)
         self.groups = len(ws) if same and cin % BLOCK == 0 and cout % BLOCK == 0 else 1
@@ -92,20 +95,15 @@ class _DepthwiseHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.conv2d(x, self.weight, None, padding=self.padding, groups=self.n * self.width)  # [B,n*C,H',W']
-        return h.reshape(h.shape[0], self.n, self.width, h.shape[2], h.shape[3]).sum(2) + self.bias
+        return h.unflatten(1, (self.n, self.width)).sum(2) + self.bias  # [B,n,H',W']
 
 
-class PairedPatchNet(nn.Module):
-    """Refiner.refine_windows on windows in pairs: image [K,3,S,S] in [0,1] and upsampled alpha
-    [K,1,S,S] -> refined cells [K,1,64,64], K a multiple of PAIRS."""
+class _PairedPatchBody(nn.Module):
+    """RefinerNet.forward(x, crop=context) on windows in pairs: x [K,4,S,S] -> correction [K,1,64,64]."""
 
-    def __init__(self, refiner: nn.Module, pairs: int = PAIRS):
+    def __init__(self, net: nn.Module, pairs: int, context: int):
         super().__init__()
-        net = refiner.net
-        self.pairs, self.context = pairs, refiner.cfg.context
-        if (PATCH + 2 * self.context) % 2:
-            raise ValueError("the paired patch net needs an even window side (a 2x upsample)")
-        self.margin = self.context - net.trailing_convs()
+        self.pairs, self.margin = pairs, context - net.trailing_convs()
         if self.margin < 0:
             raise ValueError("the refiner's context is under its decoder's reach; the paired patch net needs it unpadded")
         self.enc1, self.enc2 = _paired(net.enc1, pairs), _paired(net.enc2, pairs)
@@ -113,14 +111,28 @@ class PairedPatchNet(nn.Module):
         self.dec = _paired(net.dec, pairs, unpadded=True)
         self.head = _DepthwiseHead(net.head, pairs)
 
-    def forward(self, image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        P, S, m = self.context, image.shape[-1], self.margin
-        x = torch.cat([normalize_rgb(image), alpha], 1)  # [K,4,S,S]
-        x = x.reshape(-1, self.pairs * x.shape[1], S, S)  # [K/2, 2*4, S, S]: window pairs in the channels
-        e1 = self.enc1(x)  # [K/2, 2a, S, S]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S, m = x.shape[-1], self.margin
+        x = x.reshape(-1, self.pairs * x.shape[1], S, S)  # [K/p, p*4, S, S]: windows side by side in the channels
+        e1 = self.enc1(x)  # [K/p, p*a, S, S]
         u = _upsample2(self.lift(self.enc2(e1)))
         f = torch.relu(u + e1)[..., m:S - m, m:S - m]  # the centre plus the decoder's reach
-        delta = self.head(self.dec(f)).reshape(-1, 1, PATCH, PATCH)  # [K,1,64,64]
+        return self.head(self.dec(f)).reshape(-1, 1, PATCH, PATCH)  # [K,1,64,64]
+
+
+class PairedPatchNet(nn.Module):
+    """Refiner.refine_windows on windows in pairs: image [K,3,S,S] in [0,1] and upsampled alpha
+    [K,1,S,S] -> refined cells [K,1,64,64], K a multiple of PAIRS. The net sits under `net`, as in
+    the plain export, so profiles and int8 scopes find its nodes under the same name (/net/)."""
+
+    def __init__(self, refiner: nn.Module, pairs: int = PAIRS):
+        super().__init__()
+        self.context = refiner.cfg.context
+        self.net = _PairedPatchBody(refiner.net, pairs, self.context)
+
+    def forward(self, image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        P = self.context
+        delta = self.net(torch.cat([normalize_rgb(image), alpha], 1))  # [K,1,64,64]
         return torch.clamp(alpha[:, :, P:P + PATCH, P:P + PATCH] + delta, 0.0, 1.0)
 
 

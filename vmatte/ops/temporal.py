@@ -83,12 +83,12 @@ def guide(rgb: np.ndarray, side: int = DEFAULT.work_side) -> np.ndarray:
 def guide_i420(planes: np.ndarray, side: int = DEFAULT.work_side, matrix: str = "bt601") -> np.ndarray:
     """guide() of a frame given as limited-range I420 planes uint8 [H*3/2,W] (the GPU route's
     input; matrix bt601 or bt709), converted to RGB at the small size."""
-    from .yuv import i420_small_to_rgb, planes_view
+    from .yuv import MATRIX_NUMBER, i420_small_to_rgb, planes_view
 
     H, W = planes.shape[0] * 2 // 3, planes.shape[1]
     h, w = grid(H, W, cell_size(H, W, side))
     small = cv2.merge([area_shrink(p, w, h) for p in planes_view(planes)])  # [h,w,3] Y, U, V
-    return cv2.GaussianBlur(i420_small_to_rgb(small, {"bt601": 6, "bt709": 1}[matrix]), (3, 3), 0.8)
+    return cv2.GaussianBlur(i420_small_to_rgb(small, MATRIX_NUMBER[matrix]), (3, 3), 0.8)
 
 
 def cell_state(alpha: np.ndarray, k: int, scratch: dict | None = None) -> np.ndarray:

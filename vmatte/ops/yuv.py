@@ -13,7 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-# (Kr, Kb) of the YUV matrices by AVColorSpace number (ITU-T H.273).
+# (Kr, Kb) of the YUV matrices by AVColorSpace number (ITU-T H.273); 10, BT.2020 constant
+# luminance, is read as the ordinary BT.2020 matrix, as swscale reads it.
 KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.114), 7: (0.212, 0.087),
          9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
 
@@ -35,6 +36,9 @@ def _to_yuv(matrix: int) -> np.ndarray:
     """[3,4] float32: limited-range (Y, U, V) = M @ RGB + offset (the inverse of _to_rgb)."""
     inv = np.linalg.inv(_to_rgb(matrix, False)[:, :3].astype(np.float64))
     return np.hstack([inv, np.array([[16.0], [128.0], [128.0]])]).astype(np.float32)
+
+
+MATRIX_NUMBER = {"bt601": 6, "bt709": 1}  # the GPU route's names of the HD/SD matrices
 
 
 def planes_view(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,6 +71,8 @@ def rgb_to_i420(rgb: np.ndarray, matrix: int, out: np.ndarray | None = None) -> 
     H, W = rgb.shape[:2]
     if H % 2 or W % 2:
         raise ValueError(f"I420 needs an even size; got {W}x{H}")
+    if out is not None and (out.shape != (H * 3 // 2, W) or out.dtype != np.uint8 or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous uint8 array of {(H * 3 // 2, W)}; got {out.dtype} {out.shape}")
     yuv = cv2.transform(np.ascontiguousarray(rgb), _to_yuv(matrix))  # [H,W,3] uint8
     planes = np.empty((H * 3 // 2, W), np.uint8) if out is None else out
     y, u, v = planes_view(planes)
