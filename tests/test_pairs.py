@@ -114,8 +114,17 @@ def test_window_multiple_reads_the_metadata():
     assert window_multiple({"vmatte_window_multiple": "two"}) == 1
 
 
-def test_avx512_is_a_bool():
-    assert isinstance(base.avx512(), bool)
+def test_avx512_agrees_with_the_kernel():
+    """numpy's view of the CPU, against Linux's flags where they can be read."""
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = next((line.split(":", 1)[1].split() for line in info.read_text().splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        pytest.skip("/proc/cpuinfo lists no flags (not x86)")
+    assert base.avx512() == ("avx512f" in flags and "avx512bw" in flags)
 
 
 def test_a_model_that_does_not_pair_exports_the_plain_files(tmp_path, caplog):
