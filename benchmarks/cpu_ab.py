@@ -14,7 +14,6 @@ The swscale rows patch the conversions back for the run (a benchmark, not a swit
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_process import make_clip, plain_transcode  # noqa: E402
+from cpu_process import make_clip, plain_transcode, run_record, write_json  # noqa: E402
 from cpu_targets import frames_720p  # noqa: E402
 
-from vmatte.bench import system_info  # noqa: E402
 from vmatte.process import process  # noqa: E402
 
 
@@ -109,7 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
-    result: dict = {"system": system_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    result = run_record()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = make_clip(tmp / "clip720.mp4", a.frames)
@@ -127,9 +125,7 @@ def main(argv=None) -> int:
             print(f"| {k} | {v['median_fps']:.1f} fps ({runs}); {v['median_cpu_ms_per_frame']:.1f} CPU ms a frame |")
         else:
             print(f"| {k} | {v:.2f} |")
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=1))
+    write_json(a.json, result)
     return 0
 
 

