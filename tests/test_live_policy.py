@@ -28,6 +28,14 @@ def test_two_when_the_matte_comes_close_and_back_only_well_below():
     assert p.switches == 2
 
 
+def test_the_warm_up_time_makes_the_first_choice():
+    assert InFlightPolicy(2, 1 / 30, alone_s=0.030).active == 2  # above 0.8 x 33.3 ms: two at once
+    assert InFlightPolicy(2, 1 / 30, alone_s=0.020).active == 1
+    assert InFlightPolicy(2, 1 / 30).active == 1  # not measured: one
+    p = InFlightPolicy(2, 1 / 30, window=10, alone_s=0.030)
+    assert feed(p, 0.015, 10) == 1 and p.switches == 1  # still measured as it runs
+
+
 def test_a_single_worker_never_changes():
     p = InFlightPolicy(1, 1 / 30, window=2)
     assert feed(p, 1.0, 10) == 1 and p.switches == 0

@@ -29,6 +29,7 @@ from .ops.compose import blur_backdrop, blur_background, composite
 from .ops.temporal import guide, max_change
 
 log = logging.getLogger(__name__)
+WARM_RUNS = 2  # mattes of the first frame on each worker before an adaptive loop starts
 
 __all__ = ["LatestSlot", "MatteSmoother", "LiveLoop", "LiveStats", "ema", "motion_map", "static_flicker",
            "DEFAULT_KEY_BACKGROUNDS"]
@@ -336,6 +337,7 @@ class LiveLoop:
         self._stop = threading.Event()
         self._stop_reason = ""
         self._slot = LatestSlot()
+        self._warm_frame: Any = None  # the camera's first frame while the workers warm up on it (run())
         self._error: BaseException | None = None
         self._eos = threading.Event()
         self.latencies: deque[float] = deque(maxlen=keep_latencies)  # seconds
@@ -428,6 +430,25 @@ class LiveLoop:
             self._eos.set()
             self._slot.close()
 
+    def _warm_up(self, i: int) -> None:
+        """Worker i's warm-up, before the loop starts: matte the camera's first frame WARM_RUNS times
+        on this thread (a thread's first mattes run slower: its allocations, scratch buffers and
+        caches), one worker at a time so each matte runs alone; worker 0's fastest time tells the
+        in-flight policy what a matte costs alone. A failure is left for the loop to meet again."""
+        try:
+            if i > 0:
+                self._warmed[i - 1].wait()
+            if not self._stop.is_set():
+                for _ in range(WARM_RUNS):
+                    t0 = time.perf_counter()
+                    self.matte(self._warm_frame.rgb)
+                    self._warm_times[i].append(time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 - the worker's loop meets it again and reports it
+            log.debug("live warm-up of worker %d stopped: %s", i, e)
+        finally:
+            self._warmed[i].set()
+        self._go.wait()
+
     def _take(self) -> tuple[int, Any, float] | None:
         """The freshest frame for a free matte worker: (ticket, frame, pick-up time), None at the end.
 
@@ -463,8 +484,12 @@ class LiveLoop:
         """Take the freshest frame when free, matte it, hand it to the output stage; repeat.
         Worker i idles while the in-flight policy allows fewer than i + 1 workers."""
         try:
+            if self._warm_frame is not None:
+                self._warm_up(i)
             while not self._stop.is_set():
                 if i >= self._active:
+                    if self._eos.is_set():  # the source ended: the active workers take what is left
+                        break
                     self._stop.wait(0.005)
                     continue
                 if not self._inflight.acquire(timeout=0.1):  # bounded: output stage is behind
@@ -581,18 +606,34 @@ class LiveLoop:
         policy = None
         rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
         interval = 1.0 / min(rates or [30.0])  # frames come at the slower rate
+        workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
+                   for i in range(self.workers)]
+        # The adaptive loop warms every worker up on the camera's first frame before it starts.
+        self._warm_frame = self.source.read(self._stop) if self.adaptive else None
+        self._warm_times: list[list[float]] = [[] for _ in workers]
+        self._warmed = [threading.Event() for _ in workers]
+        self._go = threading.Event()
+        if self._warm_frame is not None:
+            for w in workers:
+                w.start()
+            for e in self._warmed:
+                e.wait()
         if self.adaptive:
             from .live_policy import InFlightPolicy
 
-            policy = InFlightPolicy(self.workers, interval)
-        self._active = 1 if policy is not None else self.workers
+            alone = self._warm_times[0][1:] or self._warm_times[0]
+            policy = InFlightPolicy(self.workers, interval, alone_s=min(alone) if alone else None)
+            if policy.active > 1:
+                log.info("live: %d frames in flight from the start (a matte alone, %.1f ms, is over %.0f%% of the "
+                         "camera interval)", policy.active, 1e3 * min(alone), 100 * policy.high)
+        self._active = policy.active if policy is not None else self.workers
         budget = None
         if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
             from .live_policy import RefineBudget
 
             budget = RefineBudget(self.refine_patches[0], interval)
-        workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
-                   for i in range(self.workers)]
+        if self._warm_frame is not None:
+            self._slot.put(self._warm_frame)  # the warm-up frame is still the loop's first
         start = time.perf_counter()
         self._next_due = start
         next_log = start + self.stats_every if self.stats_every else float("inf")
@@ -600,8 +641,10 @@ class LiveLoop:
         ticket = 0
         prepared: tuple | None = None
         cap.start()
-        for w in workers:
-            w.start()
+        if self._warm_frame is None:
+            for w in workers:
+                w.start()
+        self._go.set()
         try:
             while True:
                 now = time.perf_counter()

@@ -48,14 +48,18 @@ class InFlightPolicy(_MedianWindow):
     `window` frames: with one active, a median above `high` x the camera interval switches to
     max_workers; with more active, a median below `low` x the interval switches back to one (two
     mattes sharing the cores run slower than one alone, so this errs towards staying at two).
+    alone_s: a matte's time with nothing else running, measured before the loop starts (its
+    warm-up); with it the first choice is made at once, by the same `high` rule, instead of after
+    a first window of frames queued behind one worker. None starts with one.
     """
 
-    def __init__(self, max_workers: int, interval: float, *, high: float = 0.8, low: float = 0.6, window: int = 30):
+    def __init__(self, max_workers: int, interval: float, *, high: float = 0.8, low: float = 0.6, window: int = 30,
+                 alone_s: float | None = None):
         if max_workers < 1:
             raise ValueError(f"bad in-flight policy: max_workers={max_workers} (need 1 or more)")
         super().__init__(interval, high, low, window, "in-flight")
         self.max_workers = int(max_workers)
-        self.active = 1
+        self.active = max_workers if alone_s is not None and alone_s > high * interval else 1
 
     def observe(self, matte_s: float) -> int:
         """Record one frame's matte time (seconds); returns the workers now active."""
