@@ -455,12 +455,36 @@ def test_adaptive_warm_up_mattes_the_first_frame_and_keeps_it():
     """The adaptive loop mattes the camera's first frame twice on each worker before it starts (to
     warm the threads up and time a matte alone) and still outputs that frame: a finite source loses
     nothing."""
-    cam, matter = FakeCamera(period=0.01, n=12), SlowMatter(0.001)
+    class WarmThenFast(SlowMatter):  # 0.2 s a matte during the warm-up (0.8 s, past max_latency), then 1 ms
+        def __call__(self, rgb):
+            self.delay = 0.2 if self.calls < 4 else 0.001
+            return super().__call__(rgb)
+
+    cam, matter = FakeCamera(period=0.01, n=12), WarmThenFast()
     sink = RecordingSink()
     stats = LiveLoop(cam, matter, [sink], background=passthrough, smoothing=0.0, stats_every=0, fps_cap=100.0,
-                     workers=2, adaptive=True, max_latency=None).run()
+                     workers=2, adaptive=True, max_latency=0.5, max_seconds=20).run()
+    assert stats.stopped_by == "end of source"  # not max_seconds: an idle worker leaves at the end
     assert stats.frames_out == 12 and matter.calls == 12 + 2 * 2
     assert [int(f[0, 0, 0]) for f in sink.frames_seen] == list(range(12))
+    assert stats.latency_ms_max < 600  # the warm-up frame's latency counts from the loop's start
+
+
+def test_stop_during_the_warm_up_ends_the_loop_and_its_threads():
+    import threading
+
+    holder = {}
+
+    def matte(rgb):
+        holder["loop"].stop()
+        return np.zeros(rgb.shape[:2], np.float32)
+
+    loop = LiveLoop(FakeCamera(period=0.01), matte, [NullSink()], background=passthrough, smoothing=0.0,
+                    stats_every=0, workers=2, adaptive=True)
+    holder["loop"] = loop
+    stats = loop.run()
+    assert stats.frames_out <= 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("vmatte-matte")]
 
 
 def budget_matte(per_cell: float):

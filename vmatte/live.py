@@ -14,6 +14,7 @@ wants on the main thread) can be serviced between frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -438,16 +439,54 @@ class LiveLoop:
         try:
             if i > 0:
                 self._warmed[i - 1].wait()
-            if not self._stop.is_set():
-                for _ in range(WARM_RUNS):
-                    t0 = time.perf_counter()
-                    self.matte(self._warm_frame.rgb)
-                    self._warm_times[i].append(time.perf_counter() - t0)
+            for _ in range(WARM_RUNS):
+                if self._stop.is_set():
+                    break
+                t0 = time.perf_counter()
+                self.matte(self._warm_frame.rgb)
+                self._warm_times[i].append(time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001 - the worker's loop meets it again and reports it
             log.debug("live warm-up of worker %d stopped: %s", i, e)
         finally:
             self._warmed[i].set()
         self._go.wait()
+
+    def _begin(self, cap: threading.Thread, workers: list[threading.Thread], interval: float) -> tuple[Any, Any]:
+        """Start the loop: for an adaptive loop, warm its workers up on the camera's first frame
+        (each in turn, _warm_up) and make the in-flight policy's first choice from a matte's time
+        alone; then the live policies, the capture thread and the workers. -> (in-flight policy,
+        refiner budget policy), each None when off."""
+        policy = budget = None
+        self._warm_frame = self.source.read(self._stop) if self.adaptive else None
+        self._warm_times: list[list[float]] = [[] for _ in workers]
+        if self._warm_frame is not None:
+            for w in workers:
+                w.start()
+            for e in self._warmed:
+                while not e.wait(0.1) and not self._stop.is_set():
+                    pass
+        if self.adaptive:
+            from .live_policy import InFlightPolicy
+
+            alone = self._warm_times[0][1:] or self._warm_times[0]
+            policy = InFlightPolicy(self.workers, interval, alone_s=min(alone) if alone else None)
+            if policy.active > 1:
+                log.info("live: %d frames in flight from the start (a matte alone, %.1f ms, is over %.0f%% of the "
+                         "camera interval)", policy.active, 1e3 * min(alone), 100 * policy.high)
+        self._active = policy.active if policy is not None else self.workers
+        if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
+            from .live_policy import RefineBudget
+
+            budget = RefineBudget(self.refine_patches[0], interval)
+        if self._warm_frame is not None:
+            fr = self._warm_frame  # still the loop's first frame, its latency counted from now
+            self._slot.put(dataclasses.replace(fr, t=time.perf_counter()) if dataclasses.is_dataclass(fr) else fr)
+        self._go.set()
+        cap.start()
+        if self._warm_frame is None:
+            for w in workers:
+                w.start()
+        return policy, budget
 
     def _take(self) -> tuple[int, Any, float] | None:
         """The freshest frame for a free matte worker: (ticket, frame, pick-up time), None at the end.
@@ -603,49 +642,22 @@ class LiveLoop:
         self._alive = self.workers
         pollers = [s for s in self.sinks if callable(getattr(s, "poll", None))]
         cap = threading.Thread(target=self._capture, name="vmatte-capture", daemon=True)
-        policy = None
         rates = [r for r in (self.fps_cap, getattr(self.source, "fps", None)) if r and r > 0]
         interval = 1.0 / min(rates or [30.0])  # frames come at the slower rate
         workers = [threading.Thread(target=self._matte_worker, args=(i,), name=f"vmatte-matte-{i}", daemon=True)
                    for i in range(self.workers)]
-        # The adaptive loop warms every worker up on the camera's first frame before it starts.
-        self._warm_frame = self.source.read(self._stop) if self.adaptive else None
-        self._warm_times: list[list[float]] = [[] for _ in workers]
         self._warmed = [threading.Event() for _ in workers]
         self._go = threading.Event()
-        if self._warm_frame is not None:
-            for w in workers:
-                w.start()
-            for e in self._warmed:
-                e.wait()
-        if self.adaptive:
-            from .live_policy import InFlightPolicy
-
-            alone = self._warm_times[0][1:] or self._warm_times[0]
-            policy = InFlightPolicy(self.workers, interval, alone_s=min(alone) if alone else None)
-            if policy.active > 1:
-                log.info("live: %d frames in flight from the start (a matte alone, %.1f ms, is over %.0f%% of the "
-                         "camera interval)", policy.active, 1e3 * min(alone), 100 * policy.high)
-        self._active = policy.active if policy is not None else self.workers
-        budget = None
-        if self.adapt_budget and self.refine_patches is not None and self.refine_patches[0] is not None:
-            from .live_policy import RefineBudget
-
-            budget = RefineBudget(self.refine_patches[0], interval)
-        if self._warm_frame is not None:
-            self._slot.put(self._warm_frame)  # the warm-up frame is still the loop's first
+        policy = budget = None
         start = time.perf_counter()
-        self._next_due = start
-        next_log = start + self.stats_every if self.stats_every else float("inf")
-        win_start, win_frames, win_lat = start, 0, []
-        ticket = 0
-        prepared: tuple | None = None
-        cap.start()
-        if self._warm_frame is None:
-            for w in workers:
-                w.start()
-        self._go.set()
         try:
+            policy, budget = self._begin(cap, workers, interval)
+            start = time.perf_counter()
+            self._next_due = start
+            next_log = start + self.stats_every if self.stats_every else float("inf")
+            win_start, win_frames, win_lat = start, 0, []
+            ticket = 0
+            prepared: tuple | None = None
             while True:
                 now = time.perf_counter()
                 if self.max_seconds is not None and now - start >= self.max_seconds:
@@ -712,8 +724,12 @@ class LiveLoop:
             log.info("live: interrupted, shutting down")
         finally:
             self._stop.set()
+            self._go.set()  # workers still waiting after their warm-up
             self._slot.close()
+            self._warm_frame = None
             for t in [cap, *workers]:
+                if t.ident is None:  # never started (the loop stopped during the warm-up)
+                    continue
                 t.join(timeout=5.0)
                 if t.is_alive():  # pragma: no cover - a driver stuck in read() or a hung model
                     log.warning("%s did not stop within 5 s; leaving it to exit with the process", t.name)
