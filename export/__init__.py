@@ -181,7 +181,7 @@ def _onnx_matches(out: Path, sha: str, half: bool) -> bool:
     vmatte's graphs (GRAPH_VERSION)."""
     from vmatte.backends.base import GRAPH_VERSION
 
-    from .onnx import onnx_parts, read_metadata
+    from .onnx import read_metadata
 
     try:
         metas = [read_metadata(out / f"{c}.onnx") for c in _present_parts(out, half)]
